@@ -20,9 +20,23 @@ LOG_RATIO_CLAMP = 20.0
 AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
 METRIC_NAMES = (
-    "m2", "m2_all", "m2_after", "clipped_frac", "masked_frac",
-    "frac_pos_gt1", "frac_pos_lt1", "frac_neg_gt1", "frac_neg_lt1", "tr_frac",
-    "ratio_mean", "ratio_min", "ratio_max", "kl_k1", "kl_k3", "ess", "n_tokens",
+    "m2",
+    "m2_all",
+    "m2_after",
+    "clipped_frac",
+    "masked_frac",
+    "frac_pos_gt1",
+    "frac_pos_lt1",
+    "frac_neg_gt1",
+    "frac_neg_lt1",
+    "tr_frac",
+    "ratio_mean",
+    "ratio_min",
+    "ratio_max",
+    "kl_k1",
+    "kl_k3",
+    "ess",
+    "n_tokens",
 )
 
 
@@ -211,23 +225,25 @@ def standard_metrics(batch: PolicyBatch, clipped: torch.Tensor, zero_grad: torch
         return (vals * sel).sum() / sel.sum().clamp(min=1).to(dt)
 
     rm = torch.where(mask, r, torch.zeros((), dtype=dt, device=lr.device))
-    values = torch.stack([
-        mean_over(sq, tr),
-        mean_over(sq, mask),
-        mean_over(sq, active_tr),
-        frac(clipped),
-        frac(zero_grad & mask),
-        frac(clipped & (adv > 0) & (lr > 0)),
-        frac(clipped & (adv > 0) & (lr <= 0)),
-        frac(clipped & (adv <= 0) & (lr > 0)),
-        frac(clipped & (adv <= 0) & (lr <= 0)),
-        frac(tr),
-        rm.sum() / n,
-        torch.where(mask, r, big).min(),
-        torch.where(mask, r, -big).max(),
-        mean_over(-lr, mask),
-        mean_over(r - 1 - lr, mask),
-        rm.sum().square() / (n * rm.square().sum()),
-        n,
-    ])
+    values = torch.stack(
+        [
+            mean_over(sq, tr),
+            mean_over(sq, mask),
+            mean_over(sq, active_tr),
+            frac(clipped),
+            frac(zero_grad & mask),
+            frac(clipped & (adv > 0) & (lr > 0)),
+            frac(clipped & (adv > 0) & (lr <= 0)),
+            frac(clipped & (adv <= 0) & (lr > 0)),
+            frac(clipped & (adv <= 0) & (lr <= 0)),
+            frac(tr),
+            rm.sum() / n,
+            torch.where(mask, r, big).min(),
+            torch.where(mask, r, -big).max(),
+            mean_over(-lr, mask),
+            mean_over(r - 1 - lr, mask),
+            rm.sum().square() / (n * rm.square().sum()),
+            n,
+        ]
+    )
     return dict(zip(METRIC_NAMES, values.tolist(), strict=True))

@@ -59,9 +59,7 @@ def register_policy_loss(name: str, reference: str = "") -> Callable[[TokenObjec
         if name in _REGISTRY:
             raise ValueError(f"policy loss {name!r} is already registered")
         sig = inspect.signature(objective)
-        defaults = {
-            k: p.default for k, p in sig.parameters.items() if k != "batch" and p.default is not p.empty
-        }
+        defaults = {k: p.default for k, p in sig.parameters.items() if k != "batch" and p.default is not p.empty}
 
         def policy_loss(
             log_prob: torch.Tensor,
@@ -86,8 +84,12 @@ def register_policy_loss(name: str, reference: str = "") -> Callable[[TokenObjec
                 )
             extra = {k: params[k] for k in TENSOR_PARAMS if k in params and k != "keep_mask"}
             batch: PolicyBatch = prepare_batch(
-                log_prob, old_log_prob, advantages, response_mask,
-                rollout_log_prob=rollout_log_prob, **extra,
+                log_prob,
+                old_log_prob,
+                advantages,
+                response_mask,
+                rollout_log_prob=rollout_log_prob,
+                **extra,
             )
             obj = objective(batch, **params)
             loss_mat = obj.loss_mat

@@ -97,4 +97,3 @@ def m2po_released(
         "m2_winsorized": m2_after,
     }
     return obj
-
