@@ -135,8 +135,9 @@ def prepare_batch(
             _check_float(name, t, shape)
             named[name] = t
     for name, t in named.items():
-        if not bool(torch.isfinite(t.detach()[mask]).all()):
-            bad = (~torch.isfinite(t.detach()) & mask).nonzero()[0].tolist()
+        bad_mask = ~torch.isfinite(t.detach()) & mask
+        if bool(bad_mask.any()):
+            bad = bad_mask.nonzero()[0].tolist()
             raise ValueError(f"`{name}` has a NaN or Inf at response position {bad} (row, col); fix the producer")
     zero = torch.zeros((), dtype=dtype, device=log_prob.device)
     lp = torch.where(mask, log_prob.to(dtype), zero)

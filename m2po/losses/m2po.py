@@ -36,11 +36,12 @@ def _algorithm1_keep(log_ratio: torch.Tensor, tr: torch.Tensor, tau: float) -> t
     flat_tr = tr.reshape(-1)
     sq = log_ratio.detach().reshape(-1).to(torch.float64).square()
     keep = torch.ones_like(flat_tr)
-    small = flat_tr & (sq <= tau)
-    big_idx = (flat_tr & (sq > tau)).nonzero().squeeze(-1)
+    big = sq > tau
+    small = flat_tr & ~big
+    big_idx = (flat_tr & big).nonzero().squeeze(-1)
     if big_idx.numel() == 0:
         return keep.view_as(tr)
-    base_sum = sq[small].sum()
+    base_sum = torch.where(small, sq, 0.0).sum()
     base_count = small.sum()
     big_sorted, order = torch.sort(sq[big_idx], stable=True)
     counts = base_count + torch.arange(1, big_sorted.numel() + 1, device=sq.device)
