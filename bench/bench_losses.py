@@ -85,16 +85,34 @@ def main() -> None:
         m2po = time_loss(get_policy_loss("m2po"), inputs)
         released = time_loss(get_policy_loss("m2po_released"), inputs)
         loop = time_loss(released_loop_loss, inputs)
-        rows.append([
-            f"{n_tokens:,}", grpo * 1e3, m2po * 1e3, released * 1e3, loop * 1e3,
-            m2po / grpo, released / grpo, loop / m2po, loop / released,
-        ])
+        rows.append(
+            [
+                f"{n_tokens:,}",
+                grpo * 1e3,
+                m2po * 1e3,
+                released * 1e3,
+                loop * 1e3,
+                m2po / grpo,
+                released / grpo,
+                loop / m2po,
+                loop / released,
+            ]
+        )
         fast, slow = search_only(inputs)
         search_rows.append([f"{n_tokens:,}", fast * 1e3, slow * 1e3, slow / fast])
     print_table(
         "Policy losses, forward+backward (ms, best of 3, 2 threads)",
-        ["tokens", "grpo", "m2po", "m2po_released", "released loop", "m2po/grpo", "released/grpo",
-         "loop/m2po", "loop/released"],
+        [
+            "tokens",
+            "grpo",
+            "m2po",
+            "m2po_released",
+            "released loop",
+            "m2po/grpo",
+            "released/grpo",
+            "loop/m2po",
+            "loop/released",
+        ],
         rows,
     )
     print_table(

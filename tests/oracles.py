@@ -347,7 +347,7 @@ def run_loss(fn, log_prob, old_log_prob, advantages, response_mask, **params):
     lp = log_prob.detach().clone().requires_grad_(True)
     loss, metrics = fn(lp, old_log_prob, advantages, response_mask, **params)
     loss.backward()
-    return float(loss), lp.grad.detach(), metrics, loss
+    return float(loss.detach()), lp.grad.detach(), metrics, loss
 
 
 DOCUMENTED_METRICS = frozenset(
@@ -389,8 +389,9 @@ DYADIC_LOG_RATIOS = (0.0, 0.125, -0.125, 0.25, -0.25, 0.375, -0.375, 0.5, -0.5, 
 
 
 @st.composite
-def random_batches(draw, dtypes=(torch.float32, torch.float64, torch.bfloat16), max_B=6, max_L=12,
-                   scales=SCALES, dists=DISTS):
+def random_batches(
+    draw, dtypes=(torch.float32, torch.float64, torch.bfloat16), max_B=6, max_L=12, scales=SCALES, dists=DISTS
+):
     """A heavy-tailed random batch (tensors) drawn through ``random_batch``."""
     kw = dict(
         seed=draw(st.integers(0, 2**31 - 1)),

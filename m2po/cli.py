@@ -1,0 +1,34 @@
+"""The ``m2po`` command: one subcommand per pipeline stage, so every stage also runs by hand.
+
+Subcommands register lazily (heavy imports happen only for the one that runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand -> module exposing ``add_arguments(parser)`` and ``run(args) -> int``
+SUBCOMMANDS = {
+    "train": ("m2po.engine.cli", "Train one run with the embedded engine (tiny model or a HF causal LM)."),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="m2po", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The run directory contract (ARCHITECTURE.md §2): resolved config, manifest, tidy logs, checkpoints.
+
+Logs are CSV appended one row at a time and flushed, so a killed run loses nothing that a
+checkpoint does not restore: each checkpoint records how many rows each log had, and a resumed
+run first truncates the logs back to that point, then rewrites the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import m2po
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def format_value(v: Any) -> str:
+    """Deterministic text for a CSV cell (repr of floats round-trips exactly)."""
+    if isinstance(v, float):
+        return repr(v)
+    return "" if v is None else str(v)
+
+
+class CsvLog:
+    """Append-only CSV with a fixed header; rows are flushed as they are written."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path = path
+        self.columns = columns
+        self.rows = 0
+        if path.exists():
+            with path.open(newline="") as f:
+                self.rows = max(0, sum(1 for _ in f) - 1)
+        else:
+            atomic_write_bytes(path, (",".join(columns) + "\n").encode())
+
+    def append(self, row: dict[str, Any]) -> None:
+        missing = [c for c in self.columns if c not in row]
+        if missing:
+            raise KeyError(f"{self.path.name}: row lacks columns {missing}")
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow([format_value(row[c]) for c in self.columns])
+        with self.path.open("a", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+        self.rows += 1
+
+    def truncate(self, rows: int) -> None:
+        """Keep the header and the first ``rows`` rows (rewritten atomically)."""
+        with self.path.open(newline="") as f:
+            lines = f.readlines()
+        atomic_write_bytes(self.path, "".join(lines[: rows + 1]).encode())
+        self.rows = rows
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(m2po.__file__).resolve().parents[1]
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_manifest(out_dir: Path, extra: dict[str, Any]) -> None:
+    manifest = {
+        "m2po_version": m2po.__version__,
+        "torch_version": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        **extra,
+    }
+    atomic_write_bytes(out_dir / "manifest.json", (json.dumps(manifest, indent=2, default=str) + "\n").encode())

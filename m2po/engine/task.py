@@ -1,0 +1,106 @@
+"""The verifiable arithmetic task of the tiny study: "37+48=" -> "85", reward 1 for an exact answer.
+
+Why this distribution: the CPU engine needs a task whose reward is checkable by string
+comparison, that a ~0.1M-parameter character model can learn in about a minute on two cores,
+and on which a sampled policy still makes mistakes RL can remove. Two-operand addition and
+subtraction with operands in 0..99 fits: answers are 1-3 characters, every question is at most
+6 characters. Subtraction is drawn with a >= b so answers are never negative (a leading '-'
+would be one more thing to learn without adding any RL signal). The full question space is
+100*100 additions + 5050 subtractions = 15050 distinct questions, enough for disjoint train and
+held-out sets of the default sizes.
+
+Determinism: problems are drawn without replacement from the enumerated question space with
+``random.Random(seed)``, so the same config always yields the same split, and train/test are
+disjoint by construction (distinct questions, then sliced).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+#: Operators this module knows how to evaluate. '*' is supported but not in the default set.
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+@dataclass(frozen=True)
+class ArithmeticTask:
+    """Problem distribution of the tiny arithmetic task.
+
+    ``nonnegative_sub``: draw subtraction only with a >= b (answers never negative).
+    """
+
+    seed: int = 0
+    n_train: int = 8000
+    n_test: int = 500
+    min_operand: int = 0
+    max_operand: int = 99
+    operators: tuple[str, ...] = ("+", "-")
+    nonnegative_sub: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [op for op in self.operators if op not in _OPS]
+        if unknown or not self.operators:
+            raise ValueError(f"operators {self.operators!r}: each must be one of {sorted(_OPS)}")
+        if not 0 <= self.min_operand <= self.max_operand:
+            raise ValueError(f"need 0 <= min_operand <= max_operand, got {self.min_operand}..{self.max_operand}")
+        if self.n_train < 0 or self.n_test < 0:
+            raise ValueError("n_train and n_test must be >= 0")
+        space = len(question_space(self))
+        if self.n_train + self.n_test > space:
+            raise ValueError(
+                f"n_train + n_test = {self.n_train + self.n_test} exceeds the {space} distinct questions; "
+                "widen the operand range or add operators"
+            )
+
+
+def question_space(config: ArithmeticTask) -> list[tuple[str, str]]:
+    """Every distinct (question, answer) of the distribution, in a fixed order."""
+    out = []
+    rng = range(config.min_operand, config.max_operand + 1)
+    for op in config.operators:
+        for a in rng:
+            for b in rng:
+                if op == "-" and config.nonnegative_sub and a < b:
+                    continue
+                out.append((f"{a}{op}{b}=", str(_OPS[op](a, b))))
+    return out
+
+
+def generate_problems(config: ArithmeticTask) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """``(train, test)`` lists of ``{"id", "question", "answer"}``; disjoint by question, seeded.
+
+    Ids are ``"arith-<split>-<n>"``, stable for a given config.
+    """
+    space = question_space(config)
+    picked = random.Random(config.seed).sample(space, config.n_train + config.n_test)
+    train = [
+        {"id": f"arith-train-{i}", "question": q, "answer": a} for i, (q, a) in enumerate(picked[: config.n_train])
+    ]
+    test = [{"id": f"arith-test-{i}", "question": q, "answer": a} for i, (q, a) in enumerate(picked[config.n_train :])]
+    return train, test
+
+
+def reward(response_text: str, answer: str) -> float:
+    """1.0 if the response equals the answer after stripping surrounding whitespace, else 0.0."""
+    return 1.0 if response_text.strip() == answer.strip() else 0.0
+
+
+def to_dataset_rows(
+    problems: list[dict[str, str]], split: str, data_source: str = "tiny_arith"
+) -> list[dict[str, Any]]:
+    """Rows in the project's dataset schema (verl's RL schema, ARCHITECTURE.md contract 1).
+
+    The prompt is the bare question (no chat template: the tiny model has none).
+    """
+    return [
+        {
+            "data_source": data_source,
+            "prompt": [{"role": "user", "content": p["question"]}],
+            "ability": "arithmetic",
+            "reward_model": {"style": "rule", "ground_truth": p["answer"]},
+            "extra_info": {"index": i, "split": split, "id": p["id"], "question": p["question"]},
+        }
+        for i, p in enumerate(problems)
+    ]

