@@ -12,6 +12,9 @@ import sys
 #: subcommand -> module exposing ``add_arguments(parser)`` and ``run(args) -> int``
 SUBCOMMANDS = {
     "train": ("m2po.engine.cli", "Train one run with the embedded engine (tiny model or a HF causal LM)."),
+    "data": ("m2po.data.cli", "Build datasets: `m2po data build [--datasets ...] [--offline DIR] --out DIR`."),
+    "eval": ("m2po.eval.cli_eval", "Generate k samples per problem, grade them, and report avg@k / pass@k."),
+    "grade": ("m2po.eval.cli_grade", "Grade a JSONL file of responses with math-verify in isolated workers."),
 }
 
 
@@ -19,8 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m2po", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if not e.name or not e.name.startswith("m2po"):
+                raise
+            continue  # stage not built yet in this checkout
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(p)
+        mod.add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 

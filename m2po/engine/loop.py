@@ -50,6 +50,7 @@ UPDATE_COLUMNS = [
     "lr",
 ]
 EVAL_COLUMNS = ["update", "benchmark", "sampled_acc", "sampled_acc_se", "greedy_acc", "n_problems"]
+TOKEN_COLUMNS = ["update", "ratio", "entropy", "advantage"]
 _MAX_METRICS = {"ratio_max"}
 _MIN_METRICS = {"ratio_min"}
 
@@ -126,12 +127,13 @@ class Trainer:
         self.prefilled = False
         self.updates_log = CsvLog(self.out / "updates.csv", UPDATE_COLUMNS)
         self.evals_log = CsvLog(self.out / "evals.csv", EVAL_COLUMNS)
+        self.tokens_log = CsvLog(self.out / "tokens.csv", TOKEN_COLUMNS)
         if resume and ckpt.exists():
             self._load_checkpoint(ckpt)
         else:
             if resume:
-                self.updates_log.truncate(0)
-                self.evals_log.truncate(0)
+                for log in (self.updates_log, self.evals_log, self.tokens_log):
+                    log.truncate(0)
             dump_yaml(cfg, self.out / "config.yaml")
             write_manifest(self.out, {"seed": cfg.run.seed, "config_digest": self.config_digest, **self.run.manifest})
 
@@ -224,9 +226,37 @@ class Trainer:
         max_norm = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip is not None else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
         self.optimizer.step()
+        if self.cfg.run.token_sample and self.update % self.cfg.run.token_sample_every == 0:
+            self._log_token_sample(
+                batch,
+                rows,
+                adv,
+                torch.cat([f[0].detach() for f in forwards]),
+                torch.cat([f[1].detach() for f in forwards]),
+            )
         row = _combine_metrics(metrics)
         row.update(loss=total_loss, entropy=entropy_sum / max(n_tokens, 1), grad_norm=grad_norm)
         return row
+
+    def _log_token_sample(self, batch, rows: slice, adv, log_prob, entropy) -> None:
+        """A seeded random subsample of (ratio, entropy, advantage) per token, for Fig. 4b.
+
+        Its own generator, so logging never changes the training random stream.
+        """
+        mask = batch["response_mask"][rows].reshape(-1)
+        idx = mask.nonzero().squeeze(-1)
+        g = torch.Generator().manual_seed(self.cfg.run.seed * 7_919 + self.update)
+        pick = idx[torch.randperm(idx.numel(), generator=g)[: self.cfg.run.token_sample]].sort().values
+        ratio = torch.exp(log_prob.reshape(-1) - batch["behaviour_log_probs"][rows].reshape(-1))
+        for i in pick.tolist():
+            self.tokens_log.append(
+                {
+                    "update": self.update,
+                    "ratio": float(ratio[i]),
+                    "entropy": float(entropy.reshape(-1)[i]),
+                    "advantage": float(adv[rows].reshape(-1)[i]),
+                }
+            )
 
     def _train_step(self) -> None:
         n = self.cfg.algo.mini_batches
@@ -289,7 +319,11 @@ class Trainer:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
-            "log_rows": {"updates": self.updates_log.rows, "evals": self.evals_log.rows},
+            "log_rows": {
+                "updates": self.updates_log.rows,
+                "evals": self.evals_log.rows,
+                "tokens": self.tokens_log.rows,
+            },
         }
         atomic_torch_save(state, self.out / "checkpoints" / "last.pt")
 
@@ -311,6 +345,7 @@ class Trainer:
         random.setstate(state["python_rng"])
         self.updates_log.truncate(state["log_rows"]["updates"])
         self.evals_log.truncate(state["log_rows"]["evals"])
+        self.tokens_log.truncate(state["log_rows"]["tokens"])
 
     # -- the run --------------------------------------------------------------------------------------
 

@@ -65,15 +65,20 @@ class CsvLog:
             atomic_write_bytes(path, (",".join(columns) + "\n").encode())
 
     def append(self, row: dict[str, Any]) -> None:
-        missing = [c for c in self.columns if c not in row]
-        if missing:
-            raise KeyError(f"{self.path.name}: row lacks columns {missing}")
+        self.extend([row])
+
+    def extend(self, rows: list[dict[str, Any]]) -> None:
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow([format_value(row[c]) for c in self.columns])
+        writer = csv.writer(buf, lineterminator="\n")
+        for row in rows:
+            missing = [c for c in self.columns if c not in row]
+            if missing:
+                raise KeyError(f"{self.path.name}: row lacks columns {missing}")
+            writer.writerow([format_value(row[c]) for c in self.columns])
         with self.path.open("a", newline="") as f:
             f.write(buf.getvalue())
             f.flush()
-        self.rows += 1
+        self.rows += len(rows)
 
     def truncate(self, rows: int) -> None:
         """Keep the header and the first ``rows`` rows (rewritten atomically)."""

@@ -149,6 +149,10 @@ class RunSection:
     threads: int = option(1, "torch CPU threads; fixed so that results are bit-for-bit reproducible.")
     queue_in_memory: int = option(8, "Rollout batches of the stale queue kept in RAM; older ones spill to disk.")
     progress: bool = option(True, "Show a progress bar.")
+    token_sample: int = option(
+        64, "Tokens per sampled update logged to tokens.csv (ratio, entropy, A) for Fig. 4b; 0 off."
+    )
+    token_sample_every: int = option(4, "Log a token sample every this many updates.")
 
 
 @dataclass

@@ -1,0 +1,80 @@
+"""The output schema (ARCHITECTURE.md contract 1) and atomic, deterministic writers.
+
+Why an explicit Arrow schema: inferring it from Python rows would change column types with the
+data (an all-empty list column, an int id), so files of different datasets would not concatenate
+and verl's ``datasets.load_dataset("parquet")`` would see different features. Every dataset,
+the tiny task included, uses :data:`SCHEMA`.
+
+Why tmp + ``os.replace``: a reader (a training run, the pipeline) never sees a half-written
+file, and a crashed build leaves the previous output intact. Files carry no timestamps, so the
+same inputs give the same bytes (same pyarrow version).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["EXTRA_INFO_KEYS", "SCHEMA", "atomic_write_bytes", "atomic_write_text", "write_json", "write_parquet"]
+
+_EXTRA_INFO = pa.struct(
+    [
+        ("index", pa.int64()),  # position in this split (after shuffling, as the paper's map(with_indices))
+        ("split", pa.string()),
+        ("id", pa.string()),  # original id, or "<prefix>-row<NNNNN>" (the source record index)
+        ("question", pa.string()),  # raw question, without the prompt template
+        ("answer_raw", pa.string()),  # JSON of the raw answer field
+        ("answer_alternatives", pa.list_(pa.string())),  # every accepted form, ground truth first
+        ("answer_missing", pa.bool_()),  # ground truth empty (kept on purpose, e.g. 2 GaoKao rows)
+        ("is_fallback", pa.bool_()),  # trained on the offline fallback, not the real DeepScaleR
+        ("source_row", pa.int64()),  # 0-based record index in the source file / hub split
+    ]
+)
+EXTRA_INFO_KEYS: tuple[str, ...] = tuple(f.name for f in _EXTRA_INFO)
+
+SCHEMA = pa.schema(
+    [
+        ("data_source", pa.string()),
+        ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("ability", pa.string()),
+        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+        ("extra_info", _EXTRA_INFO),
+    ]
+)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]]) -> bytes:
+    """Write ``rows`` (already in :data:`SCHEMA` shape) atomically; returns the bytes written."""
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="snappy")
+    data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    return data

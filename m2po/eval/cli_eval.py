@@ -1,0 +1,96 @@
+"""``m2po eval``: sample k responses per problem, grade them in isolated workers, report avg@k / pass@k.
+
+Defaults follow the paper's protocol (PAPER.md §6, eval/suites.yaml): temperature 1.0, k = 16 for
+AIME24/25 and 4 elsewhere. Reruns with the same ``--out`` resume: finished samples are neither
+regenerated nor regraded. Heavy imports (torch, transformers) happen in ``run`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", required=True, help="model dir / .gguf (hf, vllm), checkpoint .pt or tiny:<size>[:<seed>]"
+    )
+    p.add_argument("--backend", choices=("hf", "vllm", "tiny"), default="hf", help="generation engine (default hf)")
+    p.add_argument("--benchmarks", nargs="+", default=["paper"], help="benchmark or suite names (paper, all, smoke)")
+    p.add_argument("--data", required=True, type=Path, help="directory with <benchmark>/test.parquet")
+    p.add_argument("--out", required=True, type=Path, help="output directory (also the resumable cache)")
+    p.add_argument("--k", type=int, default=None, help="samples per problem for every benchmark (default: suite's)")
+    p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
+    p.add_argument("--temperature", type=float, default=None, help="default: suite protocol (1.0)")
+    p.add_argument("--top-p", type=float, default=None, help="default: suite protocol (1.0; released code: 0.7)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: suite protocol (2560)")
+    p.add_argument("--seed", type=int, default=None, help="default: suite protocol (0)")
+    p.add_argument(
+        "--extraction",
+        choices=("boxed", "math_verify", "raw"),
+        default=None,
+        help="answer extraction: last \\boxed{} (default), math-verify's own, raw (tiny backend default)",
+    )
+    p.add_argument("--workers", type=int, default=0, help="grading worker processes (default: one per core)")
+    p.add_argument("--timeout", type=float, default=10.0, help="hard wall-clock grading timeout per sample, seconds")
+    p.add_argument("--batch-problems", type=int, default=8, help="prompts per generation batch (resume granularity)")
+    p.add_argument("--batch-size", type=int, default=8, help="hf: sequences per model.generate call")
+    p.add_argument("--device", default="cpu", help="hf: torch device")
+    p.add_argument("--dtype", default="float32", help="hf: torch dtype; vllm: dtype (default bfloat16 there)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
+    p.add_argument("--model-id", default="", help="name recorded in the records (default: the model's file name)")
+    p.add_argument("--update", type=int, default=None, help="optimizer update of this checkpoint (summary column)")
+    p.add_argument("--suites", default=None, help="suite spec YAML (default: eval/suites.yaml)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.add_argument("--sleep-between-batches", type=float, default=0.0, help=argparse.SUPPRESS)  # tests only
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import EvalConfig, evaluate
+
+    backend_kwargs: dict = {}
+    if args.backend == "hf":
+        backend_kwargs = {"batch_size": args.batch_size, "device": args.device, "dtype": args.dtype}
+    elif args.backend == "vllm":
+        backend_kwargs = {"tensor_parallel_size": args.tensor_parallel_size}
+        if args.dtype != "float32":
+            backend_kwargs["dtype"] = args.dtype
+    extraction = args.extraction or ("raw" if args.backend == "tiny" else "boxed")
+    cfg = EvalConfig(
+        model=args.model,
+        backend=args.backend,
+        benchmarks=args.benchmarks,
+        data_dir=args.data,
+        out_dir=args.out,
+        k=args.k,
+        limit=args.limit,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        extraction=extraction,
+        workers=args.workers,
+        timeout_s=args.timeout,
+        batch_problems=args.batch_problems,
+        model_id=args.model_id,
+        update=args.update,
+        suites_path=args.suites,
+        backend_kwargs=backend_kwargs,
+        progress=not args.no_progress,
+        sleep_between_batches=args.sleep_between_batches,
+    )
+    rows = evaluate(cfg)
+    print((args.out / "summary.md").read_text(), end="")
+    bad = sum(int(r["n_timeouts"]) + int(r["n_errors"]) for r in rows if r["benchmark"] != "paper_avg8")
+    if bad:
+        print(
+            f"WARNING: {bad} samples were not graded cleanly (timeout/error); they count as incorrect, "
+            "see the n_timeouts / n_errors columns",
+            file=sys.stderr,
+        )
+    avg = rows[-1]
+    if not math.isfinite(avg["avg_at_k"]) and avg.get("missing"):
+        print(f"paper 8-benchmark average not computed; missing: {avg['missing']}", file=sys.stderr)
+    return 0
