@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "data": ("m2po.data.cli", "Build datasets: `m2po data build [--datasets ...] [--offline DIR] --out DIR`."),
     "eval": ("m2po.eval.cli_eval", "Generate k samples per problem, grade them, and report avg@k / pass@k."),
     "grade": ("m2po.eval.cli_grade", "Grade a JSONL file of responses with math-verify in isolated workers."),
+    "report": ("m2po.analysis.cli_report", "Table 1 and the paper's claims judged on a results tree."),
 }
 
 

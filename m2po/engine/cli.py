@@ -34,13 +34,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run directory (config.yaml, manifest.json, updates.csv, evals.csv, checkpoints/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--help-config", action="store_true", help="print every config key with its help and exit")
+    p.add_argument(
+        "--warm-start-only",
+        action="store_true",
+        help="build (or find) the cached supervised warm start of this config and exit",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.help_config:
         print(config_help(TrainConfig))
         return 0
-    if not args.out:
+    if not args.out and not args.warm_start_only:
         print("m2po train: --out DIR is required", file=sys.stderr)
         return 2
     try:
@@ -53,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"m2po train: bad config: {e}", file=sys.stderr)
         return 2
+    if args.warm_start_only:
+        from .setup import build_run
+
+        print(f"warm start ready: {build_run(cfg).manifest.get('warm_start', {}).get('path')}")
+        return 0
     from .loop import Trainer
 
     try:

@@ -1,0 +1,27 @@
+# The study as one DAG: datasets -> training grid -> evaluation -> figures -> report.
+#   snakemake --profile workflow/profiles/tiny     (the embedded default, CPU; `make reproduce`)
+#   snakemake --profile workflow/profiles/paper -n (the paper's grid via the verl plugin)
+# Every rule calls the `m2po` command, so every stage also runs by hand.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "workflow/config/tiny.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        f"{RES}/report.md",
+        f"{RES}/report.html",
+    default_target: True

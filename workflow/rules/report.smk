@@ -1,0 +1,13 @@
+rule report:
+    input:
+        [out for fig in FIGURES for out in figure_outputs(fig)],
+    output:
+        md=f"{RES}/report.md",
+        html=f"{RES}/report.html",
+    log:
+        f"{RES}/logs/report.log",
+    benchmark:
+        f"{RES}/benchmarks/report.tsv"
+    threads: 1
+    shell:
+        "m2po report --results {RES} --profile {config[profile]} --stale {config[stale]} > {log} 2>&1"
