@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints-cpu.txt
 
-.PHONY: venv test lint unit bench clean
+.PHONY: venv test lint unit bench reproduce clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check m2po tests bench figures workflow
 
 unit: $(STAMP)
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q -p no:cacheprovider
 
 test: lint unit
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The whole tiny study on this machine: data -> training grid -> figures -> report.
+reproduce: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --profile workflow/profiles/tiny
+	@echo "report: results/tiny/report.md (and report.html)"
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .ruff_cache

@@ -390,13 +390,13 @@ DYADIC_LOG_RATIOS = (0.0, 0.125, -0.125, 0.25, -0.25, 0.375, -0.375, 0.5, -0.5, 
 
 @st.composite
 def random_batches(
-    draw, dtypes=(torch.float32, torch.float64, torch.bfloat16), max_B=6, max_L=12, scales=SCALES, dists=DISTS
+    draw, dtypes=(torch.float32, torch.float64, torch.bfloat16), max_B=8, max_L=16, scales=SCALES, dists=DISTS
 ):
     """A heavy-tailed random batch (tensors) drawn through ``random_batch``."""
     kw = dict(
         seed=draw(st.integers(0, 2**31 - 1)),
-        B=draw(st.integers(1, max_B)),
-        L=draw(st.integers(1, max_L)),
+        B=draw(st.sampled_from(tuple(b for b in (1, 2, 3, 4, 6, 8) if b <= max_B) or (max_B,))),
+        L=draw(st.sampled_from(tuple(x for x in (1, 3, 6, 9, 12, 16) if x <= max_L) or (max_L,))),
         dist=draw(st.sampled_from(dists)),
         scale=draw(st.sampled_from(scales)),
         adv_values=draw(st.sampled_from(ADV_SETS)),
@@ -424,3 +424,23 @@ def dyadic_batches(draw, dtypes=(torch.float32, torch.float64, torch.bfloat16), 
     new = torch.where(mask, new, torch.full_like(new, float("nan")))
     adv_t = torch.tensor(adv, dtype=torch.float64).reshape(B, L)
     return new.to(dtype), old.to(dtype), adv_t.to(dtype), mask
+
+
+# tau either absolute, or relative to the batch's own trust-region M2 (so that a good share of the
+# examples masks some but not all of the trust region; factor 1.0 hits the threshold exactly)
+TAU_SPECS = st.one_of(
+    st.sampled_from(TAUS).map(lambda t: ("abs", t)),
+    st.sampled_from((0.05, 0.2, 0.5, 0.9, 1.0, 1.5)).map(lambda f: ("rel", f)),
+)
+
+
+def resolve_tau(spec, log_prob, old_log_prob, adv, mask) -> float:
+    kind, x = spec
+    if kind == "abs":
+        return x
+    lr = flat_log_ratio(log_prob, old_log_prob)
+    tr = trust_region(lr, flat_floats(adv), flat_bools(mask))
+    vals = [lr[i] * lr[i] for i in range(len(lr)) if tr[i]]
+    if not vals:
+        return 0.04
+    return x * math.fsum(vals) / len(vals)

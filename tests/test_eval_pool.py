@@ -104,3 +104,10 @@ def test_bad_arguments():
         GradingPool(workers=0)
     with pytest.raises(ValueError):
         GradingPool(timeout_s=0)
+
+
+def test_abandoned_imap_does_not_wedge_the_pool(pool: GradingPool):
+    it = pool.imap([GradeTask(i, PATHOLOGICAL["power tower"], "1") for i in range(4)])
+    next(it)  # the caller stops after one result, leaving a sample in flight
+    del it
+    assert pool.grade("\\boxed{5}", "5").correct

@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracles import (
-    TAUS,
+    TAU_SPECS,
     dyadic_batches,
     flat_bools,
     flat_floats,
@@ -24,6 +24,7 @@ from oracles import (
     is_valid_maximal_prefix,
     random_batch,
     random_batches,
+    resolve_tau,
     run_loss,
     trust_region,
     well_separated,
@@ -139,6 +140,28 @@ def test_ties_broken_by_flat_index_across_rows():
     rows = [[(0.375, 1.0), None, None], [(0.125, 1.0), (0.125, 1.0), (0.375, 1.0)]]
     lp, olp, adv, mask = from_log_ratios(rows, old=-2.0)
     assert m2po_mask(lp, olp, adv, mask, tau=0.06).tolist() == [[True, True, True], [True, True, False]]
+
+
+def test_mean_exactly_tau_is_kept():
+    # contract: keep the longest prefix whose mean is <= tau (not < tau)
+    # exact values: 0.125^2 = 1/64, 0.375^2 = 9/64, mean = 5/64 = tau
+    rows = [[(0.125, 1.0), (-0.375, -1.0)]]
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        lp, olp, adv, mask = from_log_ratios(rows, dtype=dtype, old=-2.0)
+        assert m2po_mask(lp, olp, adv, mask, tau=5 / 64).tolist() == [[True, True]]
+        assert m2po_mask(lp, olp, adv, mask, tau=5 / 64 - 1e-9).tolist() == [[True, False]]
+    lp, olp, adv, mask = from_log_ratios([[(0.25, 1.0)]], old=-2.0)
+    assert m2po_mask(lp, olp, adv, mask, tau=0.0625).tolist() == [[True]]
+
+
+@pytest.mark.parametrize("rel", [1e-7, 1e-9])
+def test_value_just_above_tau_is_masked(rel):
+    # float64: (log r)^2 = tau * (1 + rel) > tau -> masked; tau * (1 - rel) -> kept
+    tau = 0.04
+    for factor, kept in ((1 + rel, False), (1 - rel, True)):
+        lr = math.sqrt(tau * factor)
+        lp, olp, adv, mask = from_log_ratios([[(lr, 1.0), (lr, 1.0)]], dtype=torch.float64)
+        assert m2po_mask(lp, olp, adv, mask, tau=tau).tolist() == [[kept, kept]]
 
 
 def test_no_trust_region_tokens_is_plain_minus_rA():
@@ -258,13 +281,13 @@ def _check_mask_against_greedy(lp, olp, adv, mask, tau):
 
 
 @settings(max_examples=700, **PROP)
-@given(batch=random_batches(), tau=st.sampled_from(TAUS))
-def test_mask_matches_algorithm1_random(batch, tau):
-    _check_mask_against_greedy(*batch, tau)
+@given(batch=random_batches(), tau_spec=TAU_SPECS)
+def test_mask_matches_algorithm1_random(batch, tau_spec):
+    _check_mask_against_greedy(*batch, resolve_tau(tau_spec, *batch))
 
 
 @settings(max_examples=500, **PROP)
-@given(batch=dyadic_batches(), tau=st.sampled_from((0.0, 0.01, 0.04, 0.1, 0.3, 1.0)))
+@given(batch=dyadic_batches(), tau=st.sampled_from((0.0, 0.01, 0.015625, 0.04, 0.0625, 0.1, 0.140625, 0.25, 1.0)))
 def test_mask_equals_algorithm1_exactly_with_ties(batch, tau):
     # all squares and sums are exact: the greedy loop and the prefix rule must agree bit for bit
     lp, olp, adv, mask = batch
@@ -273,9 +296,10 @@ def test_mask_equals_algorithm1_exactly_with_ties(batch, tau):
 
 
 @settings(max_examples=400, **PROP)
-@given(batch=random_batches(), tau=st.sampled_from(TAUS))
-def test_loss_gradient_and_metrics_random(batch, tau):
+@given(batch=random_batches(), tau_spec=TAU_SPECS)
+def test_loss_gradient_and_metrics_random(batch, tau_spec):
     lp, olp, adv, mask = batch
+    tau = resolve_tau(tau_spec, *batch)
     keep = _check_mask_against_greedy(lp, olp, adv, mask, tau)
     loss, grad, metrics, loss_t = run_loss(M2PO, lp, olp, adv, mask, tau=tau)
     assert loss_t.dim() == 0

@@ -14,6 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracles import (
+    TAU_SPECS,
     dyadic_batches,
     flat_bools,
     flat_floats,
@@ -22,6 +23,7 @@ from oracles import (
     greedy_algorithm1,
     random_batch,
     random_batches,
+    resolve_tau,
     released_loop,
     run_loss,
     trust_region,
@@ -141,6 +143,50 @@ def test_tau_zero_does_not_crash_and_clips_to_one():
     assert t == 0.0 and loss == pytest.approx(lw, rel=1e-9)
 
 
+def test_m2_equal_to_tau_is_unconstrained():
+    # v = 0.25^2 = 0.0625 exactly; tau = 0.0625: M2 <= tau + 1e-12 -> no constraint: loss = -e^0.25
+    # (a constrained search would give t = 0 here and clip the token to -1)
+    for dtype in (torch.float32, torch.float64):
+        lp, olp, adv, mask = from_log_ratios([[(0.25, 1.0)]], dtype=dtype, old=-2.0)
+        loss, grad, m, _ = run_loss(REL, lp, olp, adv, mask, tau=0.0625)
+        assert loss == pytest.approx(-math.exp(0.25), rel=1e-6)
+        assert m["clipped_frac"] == 0.0
+        # just below: constrained, t = 0, clipped to r = 1
+        loss, grad, m, _ = run_loss(REL, lp, olp, adv, mask, tau=0.0625 - 1e-9)
+        assert loss == pytest.approx(-1.0, rel=1e-6)
+        assert float(grad[0, 0]) == 0.0
+
+
+def test_trust_region_uses_ratio_with_tolerance():
+    # float32: log r = 3e-8 gives r = exp(3e-8) == 1.0 exactly, so these tokens are NOT in the
+    # released trust region (r > 1 + 1e-12 fails). TR = {0.3} only: n = 1, v = 0.09 > 0.04,
+    # S = 0.04 -> k = 0 -> t = 0 -> bounds [1, 1]: the 0.3 token is clipped to -1; the three
+    # r = 1 tokens give -1 each. loss = -1.
+    # (Counting them in the trust region would give M2 = 0.09/4 <= 0.04 -> unconstrained.)
+    rows = [[(3e-8, 1.0), (3e-8, 1.0), (3e-8, 1.0), (0.3, 1.0)]]
+    lp, olp, adv, mask = from_log_ratios(rows, dtype=torch.float32)
+    assert float(torch.exp(lp[0, 0] - olp[0, 0])) == 1.0
+    loss, grad, m, _ = run_loss(REL, lp, olp, adv, mask, tau=0.04)
+    assert loss == pytest.approx(-1.0, rel=1e-6)
+    assert float(grad[0, 3]) == 0.0
+    _compare_with_loop(lp, olp, adv, mask, 0.04, None, None)
+
+
+def test_cap_below_1e12_gives_t_zero():
+    # float32, A = +1: three tokens with log r = 5e-7 (v = 2.5e-13 < 1e-12) and one with 0.1.
+    # tau = 1e-10: S = 4e-10; k = 0, 1, 2 do not reach S; k = 3 does -> cap = 2.5e-13,
+    # t = sqrt(max(2.5e-13 - 1e-12, 0)) = 0 -> bounds [1, 1]: the 5e-7 tokens (r = 1.0000005 > 1)
+    # are clipped as well. (t = sqrt(cap) = 5e-7 would leave them unclipped.)
+    rows = [[(5e-7, 1.0), (5e-7, 1.0), (5e-7, 1.0), (0.1, 1.0)]]
+    lp, olp, adv, mask = from_log_ratios(rows, dtype=torch.float32)
+    lw, t, clipped = released_loop(lp, olp, adv, mask, 1e-10)
+    assert t == 0.0 and bool(clipped.all())
+    loss, grad, _, _ = run_loss(REL, lp, olp, adv, mask, tau=1e-10)
+    assert loss == pytest.approx(-1.0, rel=1e-6)
+    assert bool((grad == 0).all())
+    _compare_with_loop(lp, olp, adv, mask, 1e-10, None, None)
+
+
 def test_negative_tau_rejected():
     lp, olp, adv, mask = from_log_ratios(HAND_ROWS)
     with pytest.raises(ValueError, match="tau"):
@@ -179,16 +225,17 @@ FLOORS = st.sampled_from(((None, None), (0.3, 0.5), (0.3, None), (None, 0.5), (0
 
 @settings(max_examples=350, **PROP)
 @given(
-    batch=random_batches(scales=(1e-3, 0.03, 0.1, 0.3, 1.0, 3.0)),
-    tau=st.sampled_from((0.0, 1e-4, 0.01, 0.04, 0.16, 1.0, 200.0)),
+    batch=random_batches(),
+    tau_spec=TAU_SPECS,
     floors=FLOORS,
 )
-def test_matches_released_loop_random(batch, tau, floors):
-    _compare_with_loop(*batch, tau, *floors)
+def test_matches_released_loop_random(batch, tau_spec, floors):
+    _compare_with_loop(*batch, resolve_tau(tau_spec, *batch), *floors)
 
 
 @settings(max_examples=200, **PROP)
-@given(batch=dyadic_batches(), tau=st.sampled_from((0.0, 0.01, 0.04, 0.1, 0.3, 1.0)), floors=FLOORS)
+@given(batch=dyadic_batches(), tau=st.sampled_from((0.0, 0.01, 0.015625, 0.04, 0.0625, 0.1, 0.25, 1.0)),
+       floors=FLOORS)
 def test_matches_released_loop_ties(batch, tau, floors):
     _compare_with_loop(*batch, tau, *floors)
 

@@ -153,7 +153,11 @@ def _manifest(
         },
         "skipped": [i.as_dict() for i in col.issues],
         "answer_missing": missing,
-        "warnings": [w.as_dict() for w in col.warnings] + [{"reason": "count_mismatch", "detail": m} for m in col.count_warnings()],
+        "warnings": [w.as_dict() for w in col.warnings]
+        + [
+            {"file": None, "row": None, "reason": "count_mismatch", "detail": m, "expected": False}
+            for m in col.count_warnings()
+        ],
         "answer_rule": col.answer_rule,
         "fields": col.fields,
         "prompt": {"kind": col.spec.prompt, "template": template if col.spec.prompt == "template" else None},
@@ -209,7 +213,8 @@ def build(sources: SourcesFile, opts: BuildOptions) -> list[dict[str, Any]]:
     if opts.strict:
         problems = [f"{c.name}: {p}" for c in collected for p in c.strict_problems()]
         if problems:
-            shown = "\n  ".join(problems[:30]) + (f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else "")
+            more = f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else ""
+            shown = "\n  ".join(problems[:30]) + more
             raise DataError(f"--strict: {len(problems)} problem(s), nothing written:\n  {shown}")
     parse = None
     if opts.check_parse:

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Fail instead of using the offline DeepScaleR fallback when the real file is absent.",
     )
-    b.add_argument("--sources", type=Path, default=None, metavar="FILE", help="Source spec (default data/sources.yaml).")
+    b.add_argument("--sources", type=Path, default=None, metavar="FILE", help="Source spec (data/sources.yaml).")
     b.add_argument("--no-parse-check", action="store_true", help="Skip the math-verify parse check of ground truths.")
     b.add_argument("--workers", type=int, default=None, help="Processes for the parse check (default min(4, cpus)).")
     b.add_argument("--no-progress", action="store_true", help="No progress bars.")

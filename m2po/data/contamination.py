@@ -60,9 +60,8 @@ def contamination_rows(out: Path) -> list[dict[str, Any]]:
             continue
         train_items = _questions(out / m["dataset"] / "train.parquet")
         keys = {normalise_question_text(q) for _, q in train_items}
-        targets: list[tuple[str, Path]] = [
-            (f"{m['dataset']}/{s}", out / m["dataset"] / info["file"]) for s, info in m["splits"].items() if s != "train"
-        ]
+        folder = out / m["dataset"]
+        targets = [(f"{m['dataset']}/{s}", folder / i["file"]) for s, i in m["splits"].items() if s != "train"]
         for b in manifests:
             if b.get("role") == "eval" and b.get("ability") == m.get("ability"):
                 for info in b["splits"].values():
@@ -92,7 +91,8 @@ def markdown_table(rows: list[dict[str, Any]], max_ids: int = 12) -> str:
     ]
     for r in rows:
         ids = r["overlap_ids"].split(";") if r["overlap_ids"] else []
-        shown = ", ".join(f"`{i}`" for i in ids[:max_ids]) + (f", ... (+{len(ids) - max_ids})" if len(ids) > max_ids else "")
+        more = f", ... (+{len(ids) - max_ids})" if len(ids) > max_ids else ""
+        shown = ", ".join(f"`{i}`" for i in ids[:max_ids]) + more
         train = r["train_dataset"] + (" (FALLBACK)" if r["train_is_fallback"] else "")
         pct = 100.0 * r["n_overlap"] / r["n_benchmark"] if r["n_benchmark"] else 0.0
         lines.append(f"| {train} | {r['benchmark']} | {r['n_benchmark']} | {r['n_overlap']} | {pct:.1f} | {shown} |")

@@ -13,8 +13,8 @@ rule               raw -> ground truth
 ``aime_int``       integer answers as numbers: ``"025"`` -> ``"25"``, ``70`` -> ``"70"``
 ``amc_number``     ``27.0`` -> ``"27"``; a non-integer float keeps its shortest repr
                    (``0.5`` -> ``"0.5"``); strings (AMC 2024: ``\\frac{39}{7}``, ``D``) stripped
-``minerva_list``   ``["9.6\\n"]`` -> ``"9.6"``: the first element, stripped; every element is
-                   kept, stripped, in ``extra_info.answer_alternatives``
+``minerva_list``   ``["9.6\\n"]`` -> ``"9.6"``: the first element, stripped; the distinct
+                   elements are kept, stripped, in ``extra_info.answer_alternatives``
 ``olympiad_first`` ``final_answer[0]`` with every ``$`` removed (test_olympiad.py)
 ``gsm8k_hash``     the number after ``#### ``, commas removed (test_gsm8k.py's regex)
 ``gaokao_dollar``  every ``$`` removed (test_gaokao.py: ``solution.replace('$', '')``), stripped
@@ -101,6 +101,11 @@ def _first_of_list(value: Any, what: str) -> list[str]:
     return out
 
 
+def _distinct(items: list[str]) -> list[str]:
+    """Non-empty items, first occurrence kept, order kept (``["2", "2"]`` -> ``["2"]``)."""
+    return list(dict.fromkeys(i for i in items if i))
+
+
 _AIME_INT = re.compile(r"^[+-]?\d+$")
 _GSM8K_FINAL = re.compile(r"#### (\-?[0-9\.\,]+)")  # the paper's test_gsm8k.py regex
 
@@ -131,10 +136,10 @@ def normalise_answer(rule: str, raw: Any) -> tuple[str, list[str]]:
             gt = _str_or_int(raw, "answer")
     elif rule == "minerva_list":
         alts = _first_of_list(raw, "answer")
-        return alts[0], [a for a in alts if a] if alts[0] else []
+        return alts[0], _distinct(alts) if alts[0] else []
     elif rule == "olympiad_first":
         alts = [a.replace("$", "").strip() for a in _first_of_list(raw, "final_answer")]
-        return alts[0], [a for a in alts if a] if alts[0] else []
+        return alts[0], _distinct(alts) if alts[0] else []
     elif rule == "gsm8k_hash":
         if not isinstance(raw, str):
             raise _wrong_type("answer", raw, "str")

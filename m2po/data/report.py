@@ -41,14 +41,13 @@ def _status(m: dict[str, Any]) -> str:
 
 def _summary(manifests: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| dataset | role | mode | rows kept (expected) | skipped | answer missing | unparseable gt | status | source |",
+        "| dataset | role | mode | rows kept (expected) | skipped | answer missing | unparseable gt | status "
+        "| source |",
         "|---|---|---|---|---:|---:|---:|---|---|",
     ]
     for m in manifests:
         c = m["counts"]
-        kept = ", ".join(
-            f"{s} {n} ({c['expected_by_split'].get(s, '?')})" for s, n in c["kept_by_split"].items()
-        )
+        kept = ", ".join(f"{s} {n} ({c['expected_by_split'].get(s, '?')})" for s, n in c["kept_by_split"].items())
         gp = m["ground_truth_parse"]
         unparse = str(gp["n_unparseable"]) if gp["checked"] else "not checked"
         lines.append(
@@ -82,11 +81,10 @@ def render_report(out: Path, contamination: list[dict[str, Any]]) -> str:
     skipped = [(m["dataset"], s) for m in manifests for s in m.get("skipped", [])]
     lines += ["## Skipped rows", ""]
     if skipped:
-        lines += ["| dataset | file | row | reason | detail | expected (in sources.yaml) |", "|---|---|---:|---|---|---|"]
-        lines += [
-            f"| {d} | `{s['file']}` | {s['row']} | {s['reason']} | {_esc(s['detail'])} | {'yes' if s['expected'] else '**no**'} |"
-            for d, s in skipped
-        ]
+        lines += ["| dataset | file | row | reason | detail | expected (sources.yaml) |", "|---|---|---:|---|---|---|"]
+        for d, s in skipped:
+            known = "yes" if s["expected"] else "**no**"
+            lines.append(f"| {d} | `{s['file']}` | {s['row']} | {s['reason']} | {_esc(s['detail'])} | {known} |")
     else:
         lines.append("None.")
     lines.append("")
@@ -102,19 +100,25 @@ def render_report(out: Path, contamination: list[dict[str, Any]]) -> str:
 
     lines += ["## Ground truths math-verify cannot parse", ""]
     method = next((m["ground_truth_parse"]["method"] for m in manifests), "")
-    lines += [f"Parsed as `{method}`. Listed, not dropped: the reward can never match these.", ""]
-    lines += ["| dataset | unparseable / ground truths |", "|---|---:|"]
     lines += [
-        f"| {m['dataset']} | {m['ground_truth_parse']['n_unparseable']} / {m['ground_truth_parse']['n_ground_truths']} |"
-        for m in manifests
+        f"Parsed as `{method}`. math-verify returns no math value for these, only the string, so a response "
+        "can match them only as the identical string. Listed, not dropped.",
+        "",
+        "| dataset | unparseable / ground truths |",
+        "|---|---:|",
     ]
+    for m in manifests:
+        gp = m["ground_truth_parse"]
+        lines.append(f"| {m['dataset']} | {gp['n_unparseable'] if gp['checked'] else '-'} / {gp['n_ground_truths']} |")
     lines.append("")
     for m in manifests:
         bad = m["ground_truth_parse"]["unparseable"]
         if bad:
-            lines += [f"**{m['dataset']}**: " + "; ".join(f"`{b['id']}` → `{_esc(b['ground_truth'])}`" for b in bad), ""]
+            items = "; ".join(f"`{b['id']}` → `{_esc(b['ground_truth'])}`" for b in bad)
+            lines += [f"**{m['dataset']}**: {items}", ""]
 
-    lines += ["## Contamination (normalised exact match, training set vs benchmarks)", "", markdown_table(contamination)]
+    lines += ["## Contamination (normalised exact match, training set vs benchmarks)", ""]
+    lines.append(markdown_table(contamination))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -132,7 +132,8 @@ class SourcesFile:
         for group, names in self.groups.items():
             unknown = [n for n in names if n not in self.datasets]
             if unknown:
-                raise ConfigError(f"groups.{group}", f"unknown datasets {unknown}", hint=f"known: {list(self.datasets)}")
+                known = f"known: {list(self.datasets)}"
+                raise ConfigError(f"groups.{group}", f"unknown datasets {unknown}", hint=known)
 
 
 def load_sources(path: str | Path | None = None) -> SourcesFile:

@@ -12,8 +12,8 @@ Workers are forked from a *forkserver* that has already imported and warmed up m
 (``m2po.eval._warm``), so a replacement costs milliseconds, not the ~2 s of a fresh import, and
 no worker is forked from a parent that holds torch threads.
 
-Workers exit by themselves when the parent dies (their pipe reaches EOF), so a SIGKILLed
-``m2po eval`` leaves no orphans busy for long.
+Workers exit by themselves when the parent dies: an idle one sees its pipe reach EOF; a busy one
+is stopped by the kernel once its task exceeds a CPU-time limit of twice the timeout (RLIMIT_CPU).
 """
 
 from __future__ import annotations
@@ -46,8 +46,29 @@ def soft_timeout_for(hard_timeout_s: float) -> int:
     return max(1, min(DEFAULT_SOFT_TIMEOUT_S, int(hard_timeout_s // 3)))
 
 
-def _worker_main(conn: Connection, extraction: str, soft_timeout_s: int) -> None:
-    """Loop: receive ``(task_id, response, ground_truth)``, send back the GradeResult as a dict."""
+def _limit_cpu(seconds: float) -> None:
+    """Let the kernel kill this worker once the task in hand has used ``seconds`` of CPU (RLIMIT_CPU).
+
+    Why: the parent's wall-clock kill is the primary bound, but if the parent itself is SIGKILLed, a
+    worker stuck in a C-level computation would run on forever (it holds the forkserver's alive pipe,
+    so the forkserver does not exit either). SIGXCPU's default action terminates the process even
+    inside C code. Only the soft limit is moved, so no privilege is needed.
+    """
+    try:
+        import resource
+
+        used = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        soft = int(used + seconds) + 1
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        pass
+
+
+def _worker_main(conn: Connection, extraction: str, soft_timeout_s: int, cpu_limit_s: float) -> None:
+    """Loop: receive ``(task_id, response, ground_truth)``, send back the verdict as a tuple."""
     while True:
         try:
             msg = conn.recv()
@@ -56,6 +77,7 @@ def _worker_main(conn: Connection, extraction: str, soft_timeout_s: int) -> None
         if msg is None:
             return
         task_id, response, ground_truth = msg
+        _limit_cpu(cpu_limit_s)
         try:
             res = grade_one(response, ground_truth, extraction=extraction, soft_timeout_s=soft_timeout_s)
         except BaseException as e:  # noqa: BLE001 - grade_one never raises; belt and braces
@@ -67,9 +89,10 @@ def _worker_main(conn: Connection, extraction: str, soft_timeout_s: int) -> None
 
 
 class _Worker:
-    def __init__(self, ctx: Any, extraction: str, soft_timeout_s: int) -> None:
+    def __init__(self, ctx: Any, extraction: str, soft_timeout_s: int, cpu_limit_s: float) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, extraction, soft_timeout_s), daemon=True)
+        args = (child, extraction, soft_timeout_s, cpu_limit_s)
+        self.proc = ctx.Process(target=_worker_main, args=args, daemon=True)
         self.proc.start()
         child.close()
         self.task: tuple[int, GradeTask] | None = None
@@ -134,7 +157,7 @@ class GradingPool:
             self._workers.append(self._new_worker())
 
     def _new_worker(self) -> _Worker:
-        return _Worker(self._ctx, self.extraction, self.soft_timeout_s)
+        return _Worker(self._ctx, self.extraction, self.soft_timeout_s, 2 * self.timeout_s + 1)
 
     def close(self) -> None:
         for w in self._workers:
@@ -175,6 +198,11 @@ class GradingPool:
         """Yield ``(task, result)`` as each finishes; at most ``workers`` tasks in flight."""
         if not self._workers:
             self.start()
+        for i, w in enumerate(self._workers):
+            if w.task is not None:  # in flight for an earlier imap the caller abandoned: its answer is unwanted
+                w.kill()
+                self._workers[i] = self._new_worker()
+        self._ready_results = []
         pending: deque[tuple[int, GradeTask]] = deque(enumerate(tasks))
         busy: dict[int, _Worker] = {}  # fd-independent: index into self._workers
         while pending or busy:

@@ -11,9 +11,13 @@ if config["engine"] == "tiny":
         benchmark:
             f"{RES}/benchmarks/warm_start/{{model}}.tsv"
         threads: 1
+        params:
+            overrides=" ".join(
+                f"--set '{k}={v}'" for k, v in (config.get("train_overrides") or {}).items() if k.startswith("warm_start.")
+            ),
         shell:
             "m2po train --warm-start-only --set model.size={wildcards.model} "
-            "--set warm_start.cache_dir={RES}/cache > {log} 2>&1 && touch {output}"
+            "--set warm_start.cache_dir={RES}/cache {params.overrides} > {log} 2>&1 && touch {output}"
 
     rule train:
         input:

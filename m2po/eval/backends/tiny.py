@@ -110,6 +110,14 @@ class TinyBackend:
     def generate(self, requests: list[GenRequest], params: GenParams) -> list[list[str]]:
         if params.top_p != 1.0:
             raise ValueError("the tiny engine's sampler has no nucleus sampling: use --top-p 1.0 with --backend tiny")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a ~0.1M-parameter model: intra-op threads only add sync overhead
+        try:
+            return self._generate(requests, params)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _generate(self, requests: list[GenRequest], params: GenParams) -> list[list[str]]:
         out: list[list[str]] = []
         for req in requests:  # one seeded generator per request: its samples do not depend on batching
             prompt = self._encode(req.messages)

@@ -1,0 +1,178 @@
+"""Plumbing shared by the figure scripts: arguments, loading, seed-band series, missing-run notes, saving.
+
+Every script is ``python figures/<name>.py --runs results/<profile>/runs --out results/<profile>/figures
+[--models 0.1M 1M] [--stale 32] [--seeds 0 1 2] [--smooth 5]`` and writes ``<name>.png`` and ``.pdf``.
+A series whose runs are missing is left out and named in a note at the figure's lower right; a
+figure with no series at all is still written (with the note) but the script exits 1; a runs
+directory with no loadable run exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import style
+
+from m2po.analysis.aggregate import accuracy, order_models, seed_band, select, smooth
+from m2po.analysis.runs import RunTables, load_runs
+
+ACC_LABEL = "accuracy (held-out)"
+
+
+class NoData(RuntimeError):
+    """The runs directory holds no loadable run."""
+
+
+def parse_args(description: str, argv: list[str] | None, extra: Callable | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--runs", required=True, help="results/<profile>/runs")
+    p.add_argument("--out", required=True, help="output folder (results/<profile>/figures)")
+    p.add_argument("--models", nargs="+", help="models to show (default: all, smallest first)")
+    p.add_argument("--stale", type=int, help="the stale setting s (default: the largest staleness present)")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds to include (default: all)")
+    p.add_argument("--smooth", type=int, default=5, help="rolling-mean window in updates for per-update metrics")
+    if extra:
+        extra(p)
+    return p.parse_args(argv)
+
+
+@dataclass
+class Ctx:
+    """One figure's data and bookkeeping."""
+
+    args: argparse.Namespace
+    tables: RunTables
+    acc: pd.DataFrame
+    models: list[str]
+    stale: int
+    missing: list[str] = field(default_factory=list)
+    plotted: int = 0
+
+    @property
+    def largest(self) -> str:
+        return self.models[-1]
+
+    @property
+    def smallest(self) -> str:
+        return self.models[0]
+
+    def frame(self, table: str) -> pd.DataFrame:
+        return self.acc if table == "acc" else getattr(self.tables, table)
+
+    def cell(self, table: str, model: str, method: str, s: int, tau: float | str = "default") -> pd.DataFrame:
+        return self.cell_of(self.frame(table), model, method, s, tau)
+
+    def cell_of(self, df: pd.DataFrame, model: str, method: str, s: int, tau: float | str = "default") -> pd.DataFrame:
+        """Rows of ``df`` for one (model, method, s) cell and the selected seeds."""
+        return select(df, model, method, s, self.args.seeds, tau)
+
+    def curve(
+        self,
+        ax: plt.Axes,
+        table: str,
+        value: str,
+        model: str,
+        method: str,
+        s: int,
+        smooth_window: int = 0,
+        positive: bool = False,
+        **kw: object,
+    ) -> pd.DataFrame | None:
+        """Plot the seed mean of ``value`` vs updates with a ± s.e. band; note and skip a missing cell.
+
+        ``positive`` (log axes): values ≤ 0 are dropped and the band is drawn only where it stays > 0.
+        """
+        st = {**style.series_style(method, s), **kw}
+        df = self.cell(table, model, method, s)
+        if df.empty or df[value].dropna().empty:
+            self.missing.append(f"{model} {st['label']}")
+            return None
+        if positive:
+            df = df[df[value] > 0]
+        if smooth_window > 1:
+            df = smooth(df, value, smooth_window)
+        b = seed_band(df.dropna(subset=[value]), value)
+        n = df["run_id"].nunique()
+        marker = "o" if table == "acc" else None
+        ax.plot(
+            b["update"], b["mean"], color=st["color"], ls=st["ls"], marker=marker, ms=3, label=f"{st['label']} (n={n})"
+        )
+        if n > 1:
+            where = (b["lo"] > 0) if positive else None
+            ax.fill_between(b["update"], b["lo"], b["hi"], color=st["color"], alpha=0.18, lw=0, where=where)
+        self.plotted += 1
+        return b
+
+    def finish(self, fig: plt.Figure, name: str) -> int:
+        """Add the missing-run note, save PNG and PDF; 1 if nothing was plotted, else 0."""
+        notes = list(dict.fromkeys(self.missing))
+        if self.plotted == 0:
+            notes.insert(0, "NO DATA for this figure")
+        if notes:
+            width = int(fig.get_figwidth() * 16)
+            text = "\n".join(textwrap.wrap("missing runs: " + "; ".join(notes), width))
+            fig.tight_layout()
+            fig.text(0.995, 0.0, text, ha="right", va="top", fontsize=6.5, color="#B00020")
+        out = Path(self.args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for ext in ("png", "pdf"):
+            fig.savefig(out / f"{name}.{ext}")
+        plt.close(fig)
+        if self.plotted == 0:
+            print(f"{name}: no data for any series", file=sys.stderr)
+            return 1
+        return 0
+
+
+def load(args: argparse.Namespace) -> Ctx:
+    """Load the runs named by ``args``; NoData if there is none."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    style.apply()
+    tables = load_runs(args.runs)
+    if tables.updates.empty:
+        raise NoData(f"no loadable run under {args.runs}")
+    present = order_models(tables.updates["model"].unique())
+    models = [m for m in args.models if m in present] if args.models else present
+    if not models:
+        raise NoData(f"none of the models {args.models} under {args.runs} (present: {present})")
+    stale = args.stale
+    if stale is None:
+        levels = [int(s) for s in tables.updates["staleness"].unique() if int(s) > 0]
+        stale = max(levels) if levels else 0
+    return Ctx(args, tables, accuracy(tables.evals), models, stale)
+
+
+def panels(n: int, ncols: int | None = None) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A row (or grid) of ``n`` panels of the shared size."""
+    ncols = ncols or min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(style.PANEL[0] * ncols, style.PANEL[1] * nrows + 0.3), squeeze=False
+    )
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def levels(ctx: Ctx, model: str, method: str) -> list[int]:
+    """Staleness values present for (model, method), ascending."""
+    df = select(ctx.tables.updates, model, method, None, ctx.args.seeds)
+    return sorted(int(s) for s in df["staleness"].unique())
+
+
+def main_guard(fn: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run a figure's ``build(argv)``; a missing runs tree becomes exit code 2 with a message."""
+    try:
+        return fn(argv)
+    except NoData as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

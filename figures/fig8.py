@@ -1,0 +1,60 @@
+"""Fig. 8: τ ablation — peak (solid) and final (dotted) accuracy of M2PO s=S vs τ, one line per model.
+
+Runs without ``-tau`` in their id take τ from their config (else 0.04).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import common
+import style
+
+from m2po.analysis.aggregate import cell_stat, per_run_accuracy, select
+from m2po.analysis.paper import paper_values
+
+
+def build(argv: list[str] | None = None) -> int:
+    ctx = common.load(common.parse_args(__doc__, argv))
+    s = ctx.stale
+    per_run = per_run_accuracy(ctx.acc)
+    fig, (ax,) = common.panels(1)
+    for i, m in enumerate(ctx.models):
+        cell = select(per_run, m, "m2po", s, ctx.args.seeds, tau="any")
+        taus = sorted(cell["tau"].dropna().unique())
+        if not taus:
+            ctx.missing.append(f"{m} M2PO s={s} (any τ)")
+            continue
+        color = style.model_color(i)
+        for what, ls, mfc in (("peak", "-", color), ("final", ":", "white")):
+            st = [cell_stat(cell[cell["tau"] == t], what, f"{what}_se") for t in taus]
+            ns = sorted({x.n for x in st})
+            seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+            ax.errorbar(
+                taus,
+                [x.mean for x in st],
+                yerr=[x.se for x in st],
+                color=color,
+                ls=ls,
+                marker="o",
+                ms=4,
+                mfc=mfc,
+                capsize=2,
+                label=f"{m} {what} ({seeds} seeds per τ)",
+            )
+        ctx.plotted += 1
+    tau = float(paper_values()["tau"])
+    ax.axvline(tau, color="#7F7F7F", ls="--", lw=0.9, label=f"paper τ = {tau}")
+    lo, hi = paper_values()["tau_axis"]
+    ax.set_xlim(min(lo, ax.get_xlim()[0]), max(hi * 1.03, ax.get_xlim()[1]))
+    ax.set(title=f"M2PO s={s}: accuracy vs threshold τ", xlabel="τ", ylabel=common.ACC_LABEL)
+    ax.legend(loc="best")
+    return ctx.finish(fig, "fig8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return common.main_guard(build, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

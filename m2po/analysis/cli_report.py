@@ -1,0 +1,48 @@
+"""``m2po report --results results/tiny --profile tiny [--stale 32] [--models ...] [--seeds ...] [--no-figures]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from .claims import Rules
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", required=True, help="results/<profile> (holding runs/), or results/ with --profile")
+    p.add_argument("--profile", default="tiny", help="profile name, for the title (and results/<profile> lookup)")
+    p.add_argument("--stale", type=int, help="the stale setting s (default: the largest staleness present)")
+    p.add_argument("--models", nargs="+", help="models to include (default: all, smallest first)")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds to include (default: all)")
+    p.add_argument("--no-figures", action="store_true", help="do not (re)draw figures; link what exists")
+    p.add_argument("--figures-src", help="folder of the figure scripts (default: figures/ of the source tree)")
+    p.add_argument("--z", type=float, default=Rules.z, help="standard errors for a claim decision")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    from .report import build_report
+
+    path = build_report(
+        args.results,
+        args.profile,
+        stale=args.stale,
+        models=args.models,
+        seeds=args.seeds,
+        figures=not args.no_figures,
+        figures_src=args.figures_src,
+        rules=Rules(z=args.z),
+    )
+    print(f"report written to {path} (and {path.with_suffix('.html').name}, claims.csv)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m m2po.analysis.cli_report``) until ``m2po report`` is registered."""
+    p = argparse.ArgumentParser(prog="m2po report", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""Adapter from verl's policy-loss call to ``m2po.losses``.
+
+verl 0.9.1 (``verl.workers.utils.losses.ppo_loss``) calls a registered loss once per micro-batch and
+data-parallel rank as::
+
+    loss, metrics = fn(old_log_prob=..., log_prob=..., advantages=..., response_mask=...,
+                       loss_agg_mode=config.loss_agg_mode, config=actor_config, rollout_is_weights=...)
+
+and backpropagates ``loss`` directly; FSDP then *averages* gradients over the ``dp_size`` ranks. verl's
+own losses therefore normalise by the global mini-batch: token-mean is ``Σ_local / batch_num_tokens ·
+dp_size`` (``core_algos.agg_loss`` with ``config.global_batch_info``). Our losses take the denominator
+instead, so the adapter passes ``global_token_count = batch_num_tokens / dp_size`` (and
+``global_seq_count = global_batch_size / dp_size`` for the sequence modes): after the gradient average
+this is the mini-batch token mean of Eq. 5 (all response tokens in the denominator, footnote 2).
+
+Loss parameters come from the actor config (:func:`resolve_loss_params`); ``rollout_is_weights``
+(verl's rollout-correction / TIS weights) is passed through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import torch
+
+from m2po.losses import get_policy_loss, loss_info
+
+from .config import policy_loss_settings
+
+__all__ = [
+    "global_denominators",
+    "keep_mask_context",
+    "make_verl_policy_loss",
+    "resolve_loss_params",
+    "verl_metrics",
+]
+
+#: the ``minibatch``-scope keep-mask of the micro-batch being computed (set by the M2PO worker)
+_KEEP_MASK: ContextVar[torch.Tensor | None] = ContextVar("m2po_keep_mask", default=None)
+
+
+@contextmanager
+def keep_mask_context(mask: torch.Tensor | None) -> Iterator[None]:
+    """Make ``mask`` (``[rows, response_len]``, aligned with the micro-batch's ``response_mask``) the
+    keep-mask that the ``m2po`` loss uses for calls inside this block."""
+    token = _KEEP_MASK.set(mask)
+    try:
+        yield
+    finally:
+        _KEEP_MASK.reset(token)
+
+
+def current_keep_mask() -> torch.Tensor | None:
+    return _KEEP_MASK.get()
+
+
+def resolve_loss_params(name: str, config: Any) -> dict[str, Any]:
+    """Keyword parameters of loss ``name`` from verl's actor config.
+
+    * ``grpo``: ε_low/ε_high from verl's ``clip_ratio_low/high`` (falling back to ``clip_ratio`` like
+      verl's ``vanilla``); dual clip with ``clip_ratio_c`` only when ``policy_loss.dual_clip`` (the paper
+      runs GRPO with dual clip off, App. B);
+    * ``m2po``, ``m2po_released``: ``tau`` (and the released floors);
+    * every other loss: its own paper's defaults (``m2po.losses``);
+    * ``policy_loss.loss_params`` overrides all of the above.
+    """
+    settings = policy_loss_settings(config.get("policy_loss", None))
+    accepted = set(loss_info(name).defaults)
+    params: dict[str, Any] = {}
+    if name == "grpo":
+        clip = config.get("clip_ratio", 0.2)
+        low, high = config.get("clip_ratio_low", None), config.get("clip_ratio_high", None)
+        params["clip_low"] = float(low if low is not None else clip)
+        params["clip_high"] = float(high if high is not None else clip)
+        params["clip_c"] = float(config.get("clip_ratio_c", 3.0)) if settings["dual_clip"] else None
+    if "tau" in accepted:
+        params["tau"] = float(settings["tau"])
+    if name == "m2po_released":
+        params["floor_low"], params["floor_high"] = settings["floor_low"], settings["floor_high"]
+    params.update(settings["loss_params"])
+    return params
+
+
+def global_denominators(
+    config: Any, loss_agg_mode: str, response_mask: torch.Tensor
+) -> tuple[str, float | None, float | None]:
+    """``(our_mode, global_token_count, global_seq_count)`` reproducing verl's ``agg_loss`` with
+    ``config.global_batch_info``; ``None`` counts fall back to the micro-batch's own (dp_size 1)."""
+    info = config.get("global_batch_info", None) or {}
+    dp = int(info.get("dp_size") or 1)
+    tokens = info.get("batch_num_tokens")
+    seqs = info.get("global_batch_size")
+    scale = info.get("loss_scale_factor", config.get("loss_scale_factor", None))
+    need = "batch_num_tokens" if loss_agg_mode == "token-mean" else "global_batch_size"
+    if dp > 1 and loss_agg_mode != "token-sum" and (tokens if need == "batch_num_tokens" else seqs) is None:
+        raise ValueError(f"config.global_batch_info[{need!r}] is required when dp_size > 1 (verl sets it in ppo_loss)")
+    if loss_agg_mode == "token-mean":
+        return "token-mean", (float(tokens) / dp if tokens is not None else None), None
+    if loss_agg_mode == "token-sum":  # verl: Σ_local · dp_size
+        return "token-mean", 1.0 / dp, None
+    seq_count = float(seqs) / dp if seqs is not None else None
+    if loss_agg_mode == "seq-mean-token-sum-norm" and scale is not None:
+        # ours divides by rows · response_len; verl by rows · loss_scale_factor
+        rows = seq_count if seq_count is not None else float(response_mask.bool().any(-1).sum())
+        return loss_agg_mode, None, rows * float(scale) / response_mask.shape[-1]
+    return loss_agg_mode, None, seq_count
+
+
+def verl_metrics(name: str, metrics: dict[str, float], dual_clip_frac: float = 0.0) -> dict[str, float]:
+    """verl's three standard names (``actor/pg_clipfrac``, ``actor/ppo_kl``, ``actor/pg_clipfrac_lower``)
+    plus every metric of docs/losses.md as ``actor/m2po/<name>``. verl averages them over micro-batches
+    and ranks (``AggregationType.MEAN``), so e.g. ``ratio_max`` is a mean of micro-batch maxima."""
+    out = {
+        "actor/pg_clipfrac": float(metrics["clipped_frac"]),
+        "actor/ppo_kl": float(metrics["kl_k1"]),
+        "actor/pg_clipfrac_lower": float(dual_clip_frac),
+    }
+    out.update({f"actor/m2po/{k}": float(v) for k, v in metrics.items()})
+    return out
+
+
+def make_verl_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:
+    """A function with verl's policy-loss signature that computes ``m2po.losses`` loss ``name``."""
+    fn = get_policy_loss(name)
+
+    def verl_policy_loss(
+        old_log_prob: torch.Tensor,
+        log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        loss_agg_mode: str = "token-mean",
+        config: Any = None,
+        rollout_is_weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        if config is None:
+            raise ValueError(f"the {name!r} policy loss needs verl's actor config (config=...)")
+        params = resolve_loss_params(name, config)
+        mode, token_count, seq_count = global_denominators(config, loss_agg_mode, response_mask)
+        if name == "m2po":
+            scope = policy_loss_settings(config.get("policy_loss", None))["mask_scope"]
+            keep = current_keep_mask()
+            if scope == "minibatch":
+                if keep is None:
+                    raise RuntimeError(
+                        "policy_loss.mask_scope='minibatch' needs the mini-batch keep-mask, which only the M2PO "
+                        "worker computes: launch with `python -m m2po.verl_plugin.main` (or use 'microbatch')"
+                    )
+                params["keep_mask"] = keep.to(device=log_prob.device, dtype=torch.bool)
+        if name == "decoupled_ppo":
+            # verl's decoupled layout: old_log_prob is the *proximal* policy and rollout_is_weights carries
+            # π_prox/π_behav (algorithm.rollout_correction), i.e. AReaL's Eq. 5 behaviour weight.
+            params["proximal_log_prob"] = old_log_prob
+        loss, metrics = fn(
+            log_prob,
+            old_log_prob,
+            advantages,
+            response_mask,
+            loss_agg_mode=mode,
+            global_token_count=token_count,
+            global_seq_count=seq_count,
+            rollout_is_weights=rollout_is_weights,
+            **params,
+        )
+        dual = 0.0
+        if name == "grpo" and params.get("clip_c") is not None:
+            with torch.no_grad():
+                m = response_mask.bool()
+                ratio = torch.exp((log_prob.detach().float() - old_log_prob.float()).clamp(-20.0, 20.0))
+                dual = float(((advantages < 0) & (ratio > params["clip_c"]) & m).sum() / m.sum().clamp(min=1))
+        return loss, verl_metrics(name, metrics, dual)
+
+    verl_policy_loss.__name__ = f"m2po_verl_{name}"
+    verl_policy_loss.__doc__ = f"verl adapter of m2po.losses {name!r}.\n\n{fn.__doc__ or ''}"
+    return verl_policy_loss

@@ -1,0 +1,124 @@
+"""``M2POPolicyLossConfig``: our loss settings inside verl's strict actor config.
+
+verl's ``ActorConfig`` is a strict dataclass (unknown keys raise), and its ``policy_loss`` field is
+instantiated through Hydra's ``_target_``. So our settings live in a *subclass* of verl's
+``PolicyLossConfig`` selected with::
+
+    actor_rollout_ref.actor.policy_loss._target_=m2po.verl_plugin.config.M2POPolicyLossConfig
+
+Every verl field keeps its meaning (``loss_mode`` picks the registered loss); the extra fields are
+read by our adapter (:mod:`m2po.verl_plugin.adapter`). With a plain ``PolicyLossConfig`` our losses
+still run, with the defaults below.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from verl.workers.config import PolicyLossConfig
+
+from m2po.config import ConfigError
+from m2po.losses import available_losses, loss_info
+
+__all__ = ["MASK_SCOPES", "M2POPolicyLossConfig", "policy_loss_settings", "stale_settings", "updates_per_batch"]
+
+#: where Algorithm 1's keep-mask is computed (docs/verl.md, "Mask scope")
+MASK_SCOPES = ("microbatch", "minibatch")
+
+_KEY = "actor_rollout_ref.actor.policy_loss"
+#: tensor inputs the adapter fills itself; never settable from a config
+_TENSOR_PARAMS = {"keep_mask", "proximal_log_prob"}
+
+
+@dataclass
+class M2POPolicyLossConfig(PolicyLossConfig):
+    """verl's ``PolicyLossConfig`` plus the settings of the M2PO paper's losses (arXiv 2510.01161).
+
+    Args:
+        tau: M2 threshold τ of Algorithm 1 (§5.2); 0.04 in every run of the paper, swept 0-0.16 in Fig. 8.
+            Used by ``m2po`` and ``m2po_released``.
+        mask_scope: ``"microbatch"`` computes the ``m2po`` keep-mask per loss call, i.e. per micro-batch and
+            data-parallel rank, as the authors' released code does (§3 of PAPER.md); ``"minibatch"`` computes
+            Algorithm 1 once over the whole optimizer mini-batch across all data-parallel ranks (a no-grad
+            log-prob pass plus an exact distributed threshold search; needs the M2PO worker).
+        floor_low / floor_high: the released code's optional clip floors (ε_low >= floor_low, ε_high >=
+            floor_high); inactive (None) in the released runs. ``m2po_released`` only.
+        dual_clip: ``grpo`` only: apply dual-clip PPO with verl's ``clip_ratio_c`` (off in the paper, App. B).
+        loss_params: per-loss keyword overrides, e.g. ``{clip_low: 3e-4, clip_high: 4e-4}`` for ``gspo``; they
+            win over everything above and over verl's ``clip_ratio_*``.
+    """
+
+    tau: float = 0.04
+    mask_scope: str = "microbatch"
+    floor_low: Optional[float] = None  # noqa: UP045 - OmegaConf structured configs need typing.Optional
+    floor_high: Optional[float] = None  # noqa: UP045
+    dual_clip: bool = False
+    loss_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tau, int | float) or math.isnan(self.tau) or self.tau < 0:
+            raise ConfigError(f"{_KEY}.tau", f"must be a number >= 0, got {self.tau!r}", hint="the paper uses 0.04")
+        if self.mask_scope not in MASK_SCOPES:
+            raise ConfigError(
+                f"{_KEY}.mask_scope",
+                f"must be one of {MASK_SCOPES}, got {self.mask_scope!r}",
+                hint="'microbatch' = the authors' released code, 'minibatch' = Algorithm 1 over the optimizer step",
+            )
+        for name in ("floor_low", "floor_high"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ConfigError(f"{_KEY}.{name}", f"must be null or >= 0, got {value!r}")
+        if self.loss_mode in available_losses():
+            accepted = set(loss_info(self.loss_mode).defaults) - _TENSOR_PARAMS
+            unknown = set(self.loss_params) - accepted
+            if unknown:
+                raise ConfigError(
+                    f"{_KEY}.loss_params",
+                    f"unknown parameter(s) {sorted(unknown)} for loss {self.loss_mode!r}",
+                    hint=f"it accepts {sorted(accepted)}",
+                )
+
+
+def policy_loss_settings(policy_loss: Any) -> dict[str, Any]:
+    """Our settings from any ``policy_loss`` node (our subclass, verl's class, a DictConfig or a dict),
+    falling back to :class:`M2POPolicyLossConfig`'s defaults for missing keys."""
+    defaults = {"tau": 0.04, "mask_scope": "microbatch", "floor_low": None, "floor_high": None, "dual_clip": False}
+    out: dict[str, Any] = {}
+    for key, default in defaults.items():
+        value = policy_loss.get(key, default) if policy_loss is not None else default
+        out[key] = default if value is None and key in ("tau", "mask_scope", "dual_clip") else value
+    params = policy_loss.get("loss_params", None) if policy_loss is not None else None
+    out["loss_params"] = dict(params) if params else {}
+    return out
+
+
+def updates_per_batch(config: Any) -> int:
+    """``n``: optimizer updates per rollout batch = (train_batch_size / ppo_mini_batch_size) × ppo_epochs."""
+    actor = config.actor_rollout_ref.actor
+    batch, mini = int(config.data.train_batch_size), int(actor.ppo_mini_batch_size)
+    if batch % mini:
+        raise ConfigError(
+            "actor_rollout_ref.actor.ppo_mini_batch_size",
+            f"must divide data.train_batch_size ({batch}), got {mini}",
+            hint="the paper uses 256 prompts and mini-batches of 64 prompts (512 responses): 4 updates per step",
+        )
+    return batch // mini * int(actor.get("ppo_epochs", 1))
+
+
+def stale_settings(config: Any) -> dict[str, Any]:
+    """The ``m2po`` section of the trainer config, with defaults (see workflow/verl/m2po_trainer.yaml)."""
+    section = config.get("m2po", None) or {}
+    loss_mode = config.actor_rollout_ref.actor.policy_loss.get("loss_mode", "vanilla")
+    proximal = section.get("proximal", "auto")
+    out = {
+        "staleness": int(section.get("staleness", 0)),
+        "queue_max_in_memory": section.get("queue_max_in_memory", 4),
+        "queue_spill_dir": section.get("queue_spill_dir", None),
+        "proximal": loss_mode in ("decoupled_ppo", "m2po.decoupled_ppo") if proximal == "auto" else bool(proximal),
+    }
+    if out["queue_spill_dir"] is None:
+        out["queue_spill_dir"] = os.path.join(str(config.trainer.default_local_dir), "stale_queue_spill")
+    return out

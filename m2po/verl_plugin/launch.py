@@ -1,0 +1,242 @@
+"""The paper's verl runs as launch commands (the Snakemake pipeline calls this).
+
+    python -m m2po.verl_plugin.launch --model qwen2.5-math-7b --method m2po --staleness 256 \\
+        --nodes 1 --gpus-per-node 8 --dry-run
+    python -m m2po.verl_plugin.launch --list --study table1
+    python -m m2po.verl_plugin.launch --run-id qwen2.5-math-7b-grpo-s256-seed0 --dry-run --json
+
+A run is ``workflow/verl/m2po_trainer.yaml`` (verl's ``ppo_trainer`` plus App. B of the paper: 256
+prompts × 8 responses, mini-batches of 512 responses → 4 updates per step, AdamW lr 1e-6 constant, weight
+decay 0.01, grad clip 1.0, temperature 1.0, token-mean, no KL, no entropy bonus, 1000 steps), one model
+group file ``m2po_model/<model>.yaml`` (weights, context lengths, default GPU layout) and the method's
+override bundle :data:`METHODS`. Run ids follow ARCHITECTURE.md: ``<model>-<method>-s<s>-seed<seed>``, plus
+``-tau<τ>`` for the τ sweep (τ ≠ 0.04). ``--dry-run`` prints the command; without it the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["METHODS", "MODELS", "PaperRun", "build_command", "build_overrides", "main", "paper_runs"]
+
+#: τ of every paper run (§5.2); the run id gets a ``-tau`` suffix only for other values
+DEFAULT_TAU = 0.04
+TRAIN_BATCH = 256  # prompts per step
+MINI_BATCH = 64  # prompts per optimizer update (× 8 responses = 512)
+ROLLOUT_N = 8
+UPDATES_PER_STEP = TRAIN_BATCH // MINI_BATCH
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Default GPU layout of a model (``nodes`` × ``gpus_per_node``); weights, context lengths and memory
+    settings are in its group file workflow/verl/m2po_model/<key>.yaml."""
+
+    nodes: int = 1
+    gpus_per_node: int = 8
+
+
+#: the paper's six models (App. B)
+MODELS: dict[str, ModelSpec] = {
+    "qwen2.5-math-7b": ModelSpec(),
+    "llama-3.2-3b-instruct": ModelSpec(),
+    "qwen3-1.7b-base": ModelSpec(),
+    "qwen3-4b-base": ModelSpec(),
+    "qwen3-8b-base": ModelSpec(),
+    "qwen2.5-32b": ModelSpec(nodes=4),
+}
+
+_PL = "actor_rollout_ref.actor.policy_loss"
+#: method -> Hydra overrides ("with the recommended values of its own paper", App. B; m2po.losses defaults)
+METHODS: dict[str, list[str]] = {
+    "grpo": [
+        f"{_PL}.loss_mode=grpo",
+        "actor_rollout_ref.actor.clip_ratio_low=0.2",
+        "actor_rollout_ref.actor.clip_ratio_high=0.2",
+    ],
+    "grpo_notr": [f"{_PL}.loss_mode=grpo_notr"],
+    "m2po": [f"{_PL}.loss_mode=m2po"],
+    "m2po_released": [f"{_PL}.loss_mode=m2po_released"],
+    # GSPO's Eq. 5 averages per sequence; clip 3e-4 / 4e-4 are our gspo defaults (GSPO §5.1)
+    "gspo": [f"{_PL}.loss_mode=gspo", "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean"],
+    "cispo": [f"{_PL}.loss_mode=cispo"],
+    "topr": [f"{_PL}.loss_mode=topr"],
+    "gppo": [f"{_PL}.loss_mode=gppo"],
+    # AReaL: old_log_prob = proximal policy (recomputed at pop), IS weight π_prox/π_behav from verl's
+    # rollout correction, uncapped (AReaL's behav_imp_weight_cap off; verl would truncate, not drop)
+    "decoupled_ppo": [
+        f"{_PL}.loss_mode=decoupled_ppo",
+        "m2po.proximal=true",
+        "algorithm.rollout_correction.rollout_is=token",
+        "algorithm.rollout_correction.rollout_is_threshold=1000000.0",
+    ],
+}
+
+
+@dataclass(frozen=True)
+class PaperRun:
+    model: str
+    method: str
+    staleness: int
+    tau: float = DEFAULT_TAU
+    seed: int = 0
+    studies: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def run_id(self) -> str:
+        rid = f"{self.model}-{self.method}-s{self.staleness}-seed{self.seed}"
+        return rid if self.tau == DEFAULT_TAU else f"{rid}-tau{self.tau:g}"
+
+
+STALENESS_SWEEP = (0, 32, 64, 128, 256)
+TAU_SWEEP = (0.0, 0.01, 0.02, 0.04, 0.08, 0.16)
+#: Fig. 8's two models are not named in PAPER.md: our choice, documented in docs/verl.md
+TAU_MODELS = ("qwen2.5-math-7b", "qwen3-1.7b-base")
+STUDIES = ("table1", "fig2", "fig6", "fig8", "fig11")
+
+
+def paper_runs(study: str = "all") -> list[PaperRun]:
+    """Every verl run of the paper (deduplicated; ``studies`` says which figures/tables use it)."""
+    wanted: list[tuple[str, PaperRun]] = []
+    for model in MODELS:  # Table 1 (+ Fig. 1, 3, 4, 5, 7, 9: the same runs)
+        for method, s in (("grpo", 0), ("grpo", 256), ("grpo_notr", 256), ("m2po", 256), ("gspo", 256)):
+            wanted.append(("table1", PaperRun(model, method, s)))
+    for s in STALENESS_SWEEP:
+        wanted.append(("fig2", PaperRun("qwen2.5-math-7b", "grpo", s)))
+        wanted.append(("fig11", PaperRun("qwen2.5-math-7b", "m2po", s)))
+    for method in ("cispo", "decoupled_ppo", "topr", "gppo", "m2po"):
+        wanted.append(("fig6", PaperRun("llama-3.2-3b-instruct", method, 256)))
+    for model in TAU_MODELS:
+        for tau in TAU_SWEEP:
+            wanted.append(("fig8", PaperRun(model, "m2po", 256, tau=tau)))
+    runs: dict[PaperRun, set[str]] = {}
+    for name, run in wanted:
+        runs.setdefault(run, set()).add(name)
+    out = [PaperRun(r.model, r.method, r.staleness, r.tau, r.seed, tuple(sorted(s))) for r, s in runs.items()]
+    if study != "all":
+        if study not in STUDIES:
+            raise ValueError(f"unknown study {study!r}; choose one of {STUDIES} or 'all'")
+        out = [r for r in out if study in r.studies]
+    return out
+
+
+def find_run(run_id: str) -> PaperRun:
+    for run in paper_runs():
+        if run.run_id == run_id:
+            return run
+    raise KeyError(f"no paper run {run_id!r}; list them with --list")
+
+
+def build_overrides(
+    run: PaperRun,
+    nodes: int | None = None,
+    gpus_per_node: int | None = None,
+    steps: int = 1000,
+    run_root: str = "results/paper/runs",
+    data_dir: str = "results/paper/data",
+    mask_scope: str = "microbatch",
+    format_reward: float = 0.0,
+    model_path: str | None = None,
+    extra: list[str] | None = None,
+) -> list[str]:
+    """The Hydra overrides of one run (applied on workflow/verl/m2po_trainer.yaml)."""
+    if run.model not in MODELS:
+        raise KeyError(f"unknown model {run.model!r}; choose one of {sorted(MODELS)}")
+    if run.method not in METHODS:
+        raise KeyError(f"unknown method {run.method!r}; choose one of {sorted(METHODS)}")
+    if run.staleness % UPDATES_PER_STEP:
+        raise ValueError(f"staleness is counted in updates and must be a multiple of {UPDATES_PER_STEP}")
+    spec = MODELS[run.model]
+    nodes = nodes or spec.nodes
+    gpus = gpus_per_node or spec.gpus_per_node
+    if (MINI_BATCH * ROLLOUT_N) % (nodes * gpus):
+        raise ValueError(f"{nodes}x{gpus} GPUs must divide the mini-batch of {MINI_BATCH * ROLLOUT_N} responses")
+    prefill = run.staleness // UPDATES_PER_STEP
+    run_dir = os.path.join(run_root, run.run_id)
+    out = [
+        f"m2po_model={run.model}",
+        *METHODS[run.method],
+        f"{_PL}.tau={run.tau}",
+        f"{_PL}.mask_scope={mask_scope}",
+        f"m2po.staleness={run.staleness}",
+        f"trainer.total_training_steps={steps + prefill}",
+        f"trainer.nnodes={nodes}",
+        f"trainer.n_gpus_per_node={gpus}",
+        f"trainer.experiment_name={run.run_id}",
+        f"trainer.default_local_dir={os.path.join(run_dir, 'checkpoints')}",
+        f"actor_rollout_ref.rollout.seed={42 + run.seed}",
+        f"data.train_files={os.path.join(data_dir, 'deepscaler', 'train.parquet')}",
+        f"data.val_files={os.path.join(data_dir, 'math500', 'test.parquet')}",
+        f"reward.custom_reward_function.reward_kwargs.format_reward={format_reward}",
+    ]
+    if model_path:
+        out.append(f"actor_rollout_ref.model.path={model_path}")
+    return out + list(extra or [])
+
+
+def build_command(overrides: list[str], python: str = "python3") -> list[str]:
+    return [python, "-m", "m2po.verl_plugin.main", *overrides]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m m2po.verl_plugin.launch", description=__doc__.split("\n\n")[0])
+    p.add_argument("--list", action="store_true", help="list the paper's run ids and exit")
+    p.add_argument("--study", default="all", help=f"with --list: one of {STUDIES} or all")
+    p.add_argument("--run-id", help="a paper run id (instead of --model/--method/--staleness/--tau)")
+    p.add_argument("--model", choices=sorted(MODELS))
+    p.add_argument("--method", choices=sorted(METHODS))
+    p.add_argument("--staleness", type=int, default=0, help="s in optimizer updates (multiple of 4)")
+    p.add_argument("--tau", type=float, default=DEFAULT_TAU)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mask-scope", default="microbatch", choices=("microbatch", "minibatch"))
+    p.add_argument("--format-reward", type=float, default=0.0, help="0.0 released code, 0.1 paper text")
+    p.add_argument("--nodes", type=int, help="default: the model's (workflow/verl/m2po_model/*.yaml)")
+    p.add_argument("--gpus-per-node", type=int)
+    p.add_argument("--steps", type=int, default=1000, help="training steps (prefill steps come on top)")
+    p.add_argument("--run-root", default="results/paper/runs")
+    p.add_argument("--data-dir", default="results/paper/data")
+    p.add_argument("--model-path", help="local weights instead of the hub id")
+    p.add_argument("--python", default="python3")
+    p.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print {run_id, command, env} as JSON")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides, appended last")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list:
+        for run in paper_runs(args.study):
+            print(f"{run.run_id}\t{','.join(run.studies)}")
+        return 0
+    if args.run_id:
+        run = find_run(args.run_id)
+    elif args.model and args.method:
+        run = PaperRun(args.model, args.method, args.staleness, args.tau, args.seed)
+    else:
+        _parser().error("give --run-id, or --model and --method (or --list)")
+    overrides = build_overrides(
+        run, args.nodes, args.gpus_per_node, args.steps, args.run_root, args.data_dir,
+        args.mask_scope, args.format_reward, args.model_path, args.overrides,
+    )  # fmt: skip
+    cmd = build_command(overrides, args.python)
+    env = {"VERL_FILE_LOGGER_PATH": os.path.join(args.run_root, run.run_id, "metrics.jsonl")}
+    if args.dry_run:
+        if args.json:
+            print(json.dumps({"run_id": run.run_id, "command": cmd, "env": env}, indent=2))
+        else:
+            print(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(cmd))
+        return 0
+    Path(env["VERL_FILE_LOGGER_PATH"]).parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.call(cmd, env={**os.environ, **env})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""``M2POTrainer``: verl's ``RayPPOTrainer`` with exact, fixed staleness (paper §3.2).
+
+The subclass changes no line of verl's ``fit`` loop; it hooks four methods the loop already calls:
+
+* ``_balance_batch`` (called once per step right after generation, before the reward is read): compute
+  the behaviour log-probs of the fresh batch with the actor that generated it (verl's own
+  ``_compute_old_log_prob``), push it into the :class:`~m2po.verl_plugin.buffer.StaleRolloutBuffer`,
+  and swap the *contents* of the step's ``DataProto`` for the oldest waiting batch (in place: the loop
+  holds the object). verl then balances it across ranks as usual. Needs ``trainer.balance_batch=true``.
+* ``_compute_old_log_prob``: return the stored behaviour log-probs (π_behav of the ratio), or, for
+  ``decoupled_ppo`` (``m2po.proximal``), recompute the proximal policy's while the behaviour ones become
+  ``rollout_log_probs`` for verl's rollout-correction weights (AReaL's π_prox/π_behav).
+* ``_update_actor``: no update during the ``k = s/n`` prefill steps ("the first k iterations only
+  generate", PAPER.md §4); the rollout weights are still refreshed by the loop.
+* ``_save_checkpoint`` / ``_load_checkpoint``: the queue is saved as ``global_step_<N>/m2po_stale_queue.pt``
+  next to verl's ``actor/`` folder *before* verl writes its tracker file, and restored on resume.
+
+Reward: verl's agent loop scores each response at generation time; the reward is a pure function of the
+response and the ground truth, so the value is the one the paper computes at pop time. Advantages (GRPO,
+Eq. 2) are computed by the loop after the swap, i.e. when the batch is popped.
+
+Steps. ``global_steps`` counts prefill steps too: training step ``i`` (0-based) is global step
+``k + 1 + i``; set ``trainer.total_training_steps = steps + k`` (the launcher does).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from verl import DataProto
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+from m2po.config import ConfigError
+
+from .buffer import META_STALENESS, META_VERSION, QUEUE_FILENAME, StaleRolloutBuffer
+from .config import stale_settings, updates_per_batch
+
+__all__ = ["M2POTrainer"]
+
+
+class M2POTrainer(RayPPOTrainer):
+    """``RayPPOTrainer`` training on rollout batches exactly ``s`` optimizer updates old (``m2po.staleness``)."""
+
+    def __init__(self, config: DictConfig, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._m2po_setup(config)
+
+    def _m2po_setup(self, config: DictConfig) -> None:
+        """Validate the settings and build the buffer (separate from ``__init__`` so tests can call it)."""
+        if not config.trainer.get("balance_batch", True):
+            raise ConfigError(
+                "trainer.balance_batch",
+                "must be true for the M2PO stale trainer",
+                hint="its _balance_batch hook is where the stale batch is swapped in",
+            )
+        rc = config.algorithm.get("rollout_correction", None)
+        if rc is not None and rc.get("bypass_mode", False):
+            raise ConfigError(
+                "algorithm.rollout_correction.bypass_mode",
+                "must be false: the stale trainer supplies old_log_probs itself (the behaviour policy's)",
+            )
+        s = stale_settings(config)
+        self._m2po = s
+        self._m2po_buffer = StaleRolloutBuffer(
+            staleness=s["staleness"],
+            updates_per_batch=updates_per_batch(config),
+            max_in_memory=s["queue_max_in_memory"],
+            spill_dir=s["queue_spill_dir"],
+        )
+        self._m2po_prefill_step = False
+        self._m2po_mfu: float | None = None
+
+    # -- the swap ------------------------------------------------------------------------------------
+    def _balance_batch(self, batch: DataProto, metrics: dict, logging_prefix: str = "global_seqlen", **kw: Any) -> None:
+        if logging_prefix == "global_seqlen":
+            self._m2po_exchange(batch, metrics)
+        super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, **kw)
+
+    def _m2po_exchange(self, batch: DataProto, metrics: dict) -> None:
+        """Attach behaviour log-probs to the fresh batch, push it, and swap in the oldest batch (in place)."""
+        # what verl's loop sets right after _balance_batch, needed by the log-prob call (mfu) before it
+        meta = batch.meta_info
+        meta.setdefault("global_token_num", torch.sum(batch.batch["attention_mask"], dim=-1).tolist())
+        if "images_seqlens" not in meta:
+            mm = batch.non_tensor_batch.get("multi_modal_inputs", [])
+            meta["images_seqlens"] = [n for x in mm if "image_grid_thw" in x for n in x["images_seqlens"].tolist()]
+        behaviour, self._m2po_mfu = self._behaviour_log_probs(batch)
+        batch.union(behaviour)
+        buffer = self._m2po_buffer
+        popped = buffer.exchange(batch)
+        self._m2po_prefill_step = popped is None
+        metrics["m2po/prefill"] = float(popped is None)
+        metrics["m2po/queue_len"] = float(len(buffer))
+        metrics["m2po/updates_done"] = float(buffer.updates_done)
+        if popped is None:
+            return
+        if self._m2po["proximal"]:
+            popped.batch["rollout_log_probs"] = popped.batch.pop("old_log_probs")
+            popped.batch.pop("entropys", None)
+        batch.batch, batch.non_tensor_batch, batch.meta_info = popped.batch, popped.non_tensor_batch, popped.meta_info
+        stale = batch.meta_info[META_STALENESS]
+        metrics["m2po/behaviour_version"] = float(batch.meta_info[META_VERSION])
+        metrics["m2po/staleness_min"] = float(min(stale))
+        metrics["m2po/staleness_max"] = float(max(stale))
+
+    def _behaviour_log_probs(self, batch: DataProto) -> tuple[DataProto, float | None]:
+        """π_behav log-probs (and entropies) of a fresh batch: verl's recomputation with the current actor,
+        whose weights are exactly those the rollout engine generated with."""
+        return super()._compute_old_log_prob(batch)
+
+    def _compute_old_log_prob(self, batch: DataProto):  # type: ignore[override]
+        if self._m2po["proximal"] and not self._m2po_prefill_step:
+            return super()._compute_old_log_prob(batch)
+        entropys = batch.batch.pop("entropys")
+        out = DataProto.from_dict(tensors={"old_log_probs": batch.batch["old_log_probs"], "entropys": entropys})
+        return out, self._m2po_mfu
+
+    def _update_actor(self, batch: DataProto) -> DataProto:
+        if self._m2po_prefill_step:
+            return DataProto.from_single_dict(data={}, meta_info={"metrics": {}})
+        return super()._update_actor(batch)
+
+    # -- checkpoints -----------------------------------------------------------------------------------
+    def _m2po_queue_path(self, step_folder: str) -> str:
+        return os.path.join(step_folder, QUEUE_FILENAME)
+
+    def _save_checkpoint(self) -> None:
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        os.makedirs(folder, exist_ok=True)
+        self._m2po_buffer.save(self._m2po_queue_path(folder))  # before verl writes its tracker file
+        super()._save_checkpoint()
+        self._m2po_prune_queues()
+
+    def _m2po_prune_queues(self) -> None:
+        """Keep queue files only for the newest ``trainer.max_actor_ckpt_to_keep`` checkpoints (verl removes
+        old ``actor/`` folders but not the files we put beside them; a queue is ~10 GB at s = 256)."""
+        keep = self.config.trainer.get("max_actor_ckpt_to_keep", None)
+        if not keep or keep <= 0:
+            return
+        pattern = os.path.join(self.config.trainer.default_local_dir, "global_step_*", QUEUE_FILENAME)
+        found = []
+        for path in glob.glob(pattern):
+            m = re.search(r"global_step_(\d+)", path)
+            if m:
+                found.append((int(m.group(1)), path))
+        for _, path in sorted(found)[: max(0, len(found) - int(keep))]:
+            for p in (path, path + ".json"):
+                if os.path.exists(p):
+                    os.remove(p)
+
+    def _load_checkpoint(self):  # type: ignore[override]
+        result = super()._load_checkpoint()
+        if self.global_steps <= 0:
+            return result
+        trainer = self.config.trainer
+        if trainer.resume_mode == "resume_path":
+            folder = str(trainer.resume_from_path)
+        else:
+            folder = os.path.join(str(trainer.default_local_dir), f"global_step_{self.global_steps}")
+        if not os.path.isabs(folder):
+            folder = os.path.join(os.getcwd(), folder)
+        path = self._m2po_queue_path(folder)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path} is missing: the stale queue must be restored with the checkpoint, or the next "
+                f"{self._m2po_buffer.schedule.prefill_batches} steps would not be exactly "
+                f"{self._m2po_buffer.staleness} updates stale; resume from a checkpoint saved by M2POTrainer"
+            )
+        self._m2po_buffer.load(path)
+        self._m2po_prefill_step = False
+        return result

@@ -1,0 +1,121 @@
+"""Worker-side hooks: the ``minibatch`` mask scope of M2PO inside verl's FSDP actor.
+
+Algorithm 1 (paper §5.2) is "batch-level" and not linear in how a batch is split (ARCHITECTURE.md, "The
+mask scope"). verl computes the loss per micro-batch and rank, which is the ``microbatch`` scope of the
+authors' released code. For the ``minibatch`` scope the keep-mask must be known for all tokens of the
+optimizer mini-batch, on all data-parallel ranks, before the first micro-batch's backward:
+
+1. :class:`M2POTrainingWorker` overrides ``train_batch`` (called once per mini-batch by verl's
+   ``train_mini_batch``): a **no-grad log-prob pass** over this rank's share of the mini-batch (verl's own
+   ``infer_batch``, with the parameters that the mini-batch's micro-batches will use — the optimizer steps
+   only after all of them), then the exact distributed threshold search
+   (:func:`m2po.verl_plugin.mask.distributed_m2po_mask`) over the data-parallel group; the mask is added
+   to the mini-batch as the tensor field ``m2po_keep_mask``, so verl's micro-batch split carries it along.
+2. :class:`M2POLossFn` wraps verl's ``ppo_loss``: it exposes each micro-batch's ``m2po_keep_mask`` to the
+   ``m2po`` policy loss (:func:`m2po.verl_plugin.adapter.keep_mask_context`).
+
+Cost: one extra forward pass per optimizer update (≈ +1/3 of the update's FLOPs, no activation memory)
+plus two small all_gathers (mask.py). The mask is computed from the no-grad pass's log-probs, which equal
+the training forward's up to kernel nondeterminism (bf16 micro-batch packing may differ).
+
+Supported: FSDP/FSDP2 without Ulysses sequence parallelism (every rank holds its outputs). Megatron with
+pipeline parallelism keeps outputs on the last stage only: use ``mask_scope=microbatch`` there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+from verl.utils import tensordict_utils as tu
+from verl.utils.device import get_device_id
+from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
+from verl.workers.utils.padding import no_padding_2_padding
+
+from .adapter import keep_mask_context
+from .config import policy_loss_settings
+from .mask import distributed_m2po_mask
+
+__all__ = ["KEEP_MASK_KEY", "M2POActorRolloutRefWorker", "M2POLossFn", "M2POTrainingWorker", "minibatch_tau"]
+
+#: tensor field of the mini-batch TensorDict holding the ``minibatch``-scope keep-mask
+KEEP_MASK_KEY = "m2po_keep_mask"
+
+
+class M2POLossFn:
+    """verl's loss function (``partial(ppo_loss, config=actor_config)``) with the micro-batch's keep-mask
+    made visible to the ``m2po`` policy loss; identical to the wrapped function otherwise."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    @property
+    def actor_config(self) -> Any:
+        return getattr(self.inner, "keywords", {}).get("config")
+
+    def __call__(self, model_output: Any, data: TensorDict, dp_group: Any = None) -> Any:
+        mask = data[KEEP_MASK_KEY] if KEEP_MASK_KEY in data.keys() else None
+        with keep_mask_context(mask):
+            return self.inner(model_output=model_output, data=data, dp_group=dp_group)
+
+
+def minibatch_tau(actor_config: Any) -> float | None:
+    """τ when the actor trains ``m2po`` with ``mask_scope=minibatch``; else None (nothing to precompute)."""
+    if actor_config is None:
+        return None
+    policy_loss = actor_config.get("policy_loss", None)
+    mode = policy_loss.get("loss_mode", "vanilla") if policy_loss is not None else "vanilla"
+    settings = policy_loss_settings(policy_loss)
+    if mode in ("m2po", "m2po.m2po") and settings["mask_scope"] == "minibatch":
+        return float(settings["tau"])
+    return None
+
+
+class M2POTrainingWorker(TrainingWorker):
+    """verl's ``TrainingWorker`` that computes the ``minibatch``-scope keep-mask before each mini-batch."""
+
+    def set_loss_fn(self, loss_fn: Any) -> None:
+        super().set_loss_fn(loss_fn if isinstance(loss_fn, M2POLossFn) else M2POLossFn(loss_fn))
+
+    def train_batch(self, data: TensorDict) -> TensorDict:
+        tau = minibatch_tau(getattr(self.loss_fn, "actor_config", None))
+        if tau is not None:
+            self.attach_keep_mask(data, tau)
+        return super().train_batch(data)
+
+    def _minibatch_log_probs(self, data: TensorDict) -> torch.Tensor:
+        """No-grad log-probs of the mini-batch's response tokens, ``[rows, max_response_len]``."""
+        if getattr(self.engine, "ulysses_sequence_parallel_size", 1) > 1:
+            raise NotImplementedError("mask_scope=minibatch does not support Ulysses sequence parallelism yet")
+        view = data.copy()  # shallow: infer_batch's bookkeeping keys must not leak into the training call
+        tu.assign_non_tensor(view, compute_loss=False, calculate_entropy=False)
+        out = super().infer_batch(view)
+        if out is None:
+            raise NotImplementedError(
+                "mask_scope=minibatch needs log-probs on every data-parallel rank (FSDP); with pipeline "
+                "parallelism use mask_scope=microbatch"
+            )
+        return no_padding_2_padding(tu.get(out, "log_probs"), view)
+
+    def attach_keep_mask(self, data: TensorDict, tau: float) -> None:
+        """Add ``m2po_keep_mask``: Algorithm 1 over the whole mini-batch across the data-parallel group."""
+        log_prob = self._minibatch_log_probs(data)
+        device = torch.device(self.device_name, get_device_id()) if self.device_name != "cpu" else torch.device("cpu")
+        # the same padded layout as verl's ppo_loss (regular tensors pass through unchanged)
+        fields = data.select("old_log_probs", "advantages", "response_mask").to_padded_tensor()
+        keep = distributed_m2po_mask(
+            log_prob.to(device),
+            fields["old_log_probs"].to(device),
+            fields["advantages"].to(device),
+            fields["response_mask"].to(device).bool(),
+            tau=tau,
+            group=self.engine.get_data_parallel_group(),
+        )
+        data[KEEP_MASK_KEY] = keep.to(fields["response_mask"].device)
+
+
+class M2POActorRolloutRefWorker(ActorRolloutRefWorker):
+    """verl's hybrid actor/rollout/ref worker whose actor is an :class:`M2POTrainingWorker`."""
+
+    actor_worker_cls = M2POTrainingWorker

@@ -1,0 +1,77 @@
+"""Every figure script on a synthetic results tree: non-empty PNG + PDF, missing-run notes, exit codes,
+and Table 1 numbers equal to hand-computed means."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from m2po.analysis.report import FIGURE_SCRIPTS, make_figures, run_figure_script
+from m2po.analysis.synthetic import SynthCell, scenario, write_synthetic_runs
+
+STALE = 16
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    write_synthetic_runs(root / "runs", scenario("paper", stale=STALE))
+    codes = make_figures(root / "runs", root / "figures", STALE)
+    return root, codes
+
+
+def test_every_script_writes_png_and_pdf(study) -> None:
+    root, codes = study
+    assert codes == dict.fromkeys(FIGURE_SCRIPTS, 0)
+    for name in FIGURE_SCRIPTS:
+        if name == "table1":
+            continue
+        png, pdf = root / "figures" / f"{name}.png", root / "figures" / f"{name}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 2_000, name
+
+
+def test_table1_matches_hand_computed_means(study) -> None:
+    root, _ = study
+    t = pd.read_csv(root / "figures" / "table1.csv")
+    ours = t[t["source"] == "ours"].set_index(["model", "method", "staleness", "metric"])
+    # two seeds at ±0.01 around the cell's curve: mean = the curve; s.e. = max(0.01, 0.01/√2) = 0.01
+    expected = {
+        ("1M", "grpo", 0, "peak"): 80.0,
+        ("1M", "grpo", STALE, "peak"): 68.0,
+        ("1M", "gspo", STALE, "final"): 66.0,
+        ("0.1M", "grpo_notr", STALE, "peak"): 80.0,
+        ("0.1M", "grpo_notr", STALE, "final"): 20.0,
+        ("0.1M", "m2po_released", STALE, "peak"): 78.0,
+        ("0.1M", "grpo_notr", STALE, "peak_update"): 16.0,
+    }
+    for key, value in expected.items():
+        row = ours.loc[key]
+        assert math.isclose(row["mean"], value, abs_tol=1e-9), key
+        assert row["n"] == 2
+    assert math.isclose(ours.loc[("1M", "m2po", STALE, "peak"), "se"], 1.0, rel_tol=1e-9)
+    paper = t[(t["source"] == "paper") & (t["metric"] == "Avg")]
+    assert len(paper) == 22 and paper["mean"].max() == 55.1
+    md = (root / "figures" / "table1.md").read_text()
+    assert "| 1M | M2PO | 16 | 80.0 ± 1.0 | 80.0 ± 1.0 | 2 | +0.0 | +12.0 |" in md
+    assert "| Qwen3-Base-4B | 50.7 | 40.1 | 43.2 | 51.3 | +0.6 | +11.2 |" in md
+
+
+def test_missing_runs_are_noted_not_fatal(tmp_path) -> None:
+    cells = {("0.1M", "grpo", 0, None): SynthCell([0.5, 0.6, 0.7, 0.8])}
+    write_synthetic_runs(tmp_path / "runs", cells)
+    argv = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"), "--stale", "16"]
+    assert run_figure_script("fig1", argv) == 0  # GRPO s=0 is there; the rest is noted
+    assert (tmp_path / "fig" / "fig1.png").stat().st_size > 0
+    assert run_figure_script("fig6", argv) == 1  # no series at all: drawn with the note, exit 1
+    assert (tmp_path / "fig" / "fig6.png").stat().st_size > 0
+
+
+def test_no_runs_at_all_exits_2(tmp_path) -> None:
+    (tmp_path / "runs").mkdir()
+    argv = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")]
+    assert run_figure_script("fig3", argv) == 2
+    assert run_figure_script("table1", argv) == 2
+    assert not (tmp_path / "fig" / "fig3.png").exists()
