@@ -163,6 +163,12 @@ def panels(n: int, ncols: int | None = None) -> tuple[plt.Figure, list[plt.Axes]
     return fig, flat[:n]
 
 
+def legend(ax: plt.Axes, **kw: object) -> None:
+    """A legend when the panel has labelled artists (a panel whose runs are all missing has none)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**{"loc": "best", **kw})
+
+
 def levels(ctx: Ctx, model: str, method: str) -> list[int]:
     """Staleness values present for (model, method), ascending."""
     df = select(ctx.tables.updates, model, method, None, ctx.args.seeds)

@@ -25,7 +25,7 @@ def build(argv: list[str] | None = None) -> int:
         ylabel="clipping ratio",
     )
     for ax in (left, right):
-        ax.legend(loc="best")
+        common.legend(ax)
     return ctx.finish(fig, "fig1")
 
 

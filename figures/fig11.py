@@ -14,11 +14,11 @@ def build(argv: list[str] | None = None) -> int:
     for ax, m in zip(axes, ctx.models):
         lv = common.levels(ctx, m, "m2po")
         for s in lv:
-            ctx.curve(ax, "acc", "acc", m, "m2po", s, color=style.staleness_color(s, lv), ls="-", label=f"M2PO s={s}")
+            ctx.curve(ax, "acc", "acc", m, "m2po", s, **style.sweep_style("m2po", s, lv))
         if not lv:
             ctx.missing.append(f"{m} M2PO (any s)")
         ax.set(title=f"{m}: M2PO accuracy by staleness", xlabel="optimizer update", ylabel=common.ACC_LABEL)
-        ax.legend(loc="best")
+        common.legend(ax)
     return ctx.finish(fig, "fig11")
 
 

@@ -14,11 +14,11 @@ def build(argv: list[str] | None = None) -> int:
     for ax, m in zip(axes, ctx.models):
         lv = common.levels(ctx, m, "grpo")
         for s in lv:
-            ctx.curve(ax, "acc", "acc", m, "grpo", s, color=style.staleness_color(s, lv), ls="-", label=f"GRPO s={s}")
+            ctx.curve(ax, "acc", "acc", m, "grpo", s, **style.sweep_style("grpo", s, lv))
         if not lv:
             ctx.missing.append(f"{m} GRPO (any s)")
         ax.set(title=f"{m}: GRPO accuracy by staleness", xlabel="optimizer update", ylabel=common.ACC_LABEL)
-        ax.legend(loc="best")
+        common.legend(ax)
     return ctx.finish(fig, "fig2")
 
 

@@ -15,7 +15,7 @@ def build(argv: list[str] | None = None) -> int:
         for method, st in (("grpo", 0), ("grpo", s), ("grpo_notr", s)):
             ctx.curve(ax, "acc", "acc", m, method, st)
         ax.set(title=f"{m}: with vs without trust region, s={s}", xlabel="optimizer update", ylabel=common.ACC_LABEL)
-        ax.legend(loc="best")
+        common.legend(ax)
     return ctx.finish(fig, "fig3")
 
 

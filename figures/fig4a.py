@@ -19,7 +19,7 @@ def build(argv: list[str] | None = None) -> int:
             xlabel="optimizer update",
             ylabel="clipped token fraction",
         )
-        ax.legend(loc="best")
+        common.legend(ax)
     return ctx.finish(fig, "fig4a")
 
 

@@ -56,7 +56,7 @@ def build(argv: list[str] | None = None) -> int:
         xlabel="|r − 1| (bin median, symlog)",
         ylabel="mean token entropy (nats)",
     )
-    ax.legend(loc="best")
+    common.legend(ax)
     return ctx.finish(fig, "fig4b")
 
 

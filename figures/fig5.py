@@ -19,7 +19,7 @@ def build(argv: list[str] | None = None) -> int:
             xlabel="optimizer update",
             ylabel="mean reward of the mini-batch",
         )
-        ax.legend(loc="best")
+        common.legend(ax)
     return ctx.finish(fig, "fig5")
 
 

@@ -16,7 +16,7 @@ def build(argv: list[str] | None = None) -> int:
     for method in METHODS:
         ctx.curve(ax, "acc", "acc", m, method, s)
     ax.set(title=f"{m}: off-policy baselines vs M2PO, s={s}", xlabel="optimizer update", ylabel=common.ACC_LABEL)
-    ax.legend(loc="best")
+    common.legend(ax)
     return ctx.finish(fig, "fig6")
 
 

@@ -76,7 +76,7 @@ def build(argv: list[str] | None = None) -> int:
     _bars(right, list(paper), pseries)
     right.set(title=f"Paper Fig. 7b: average clipping ratio, s={p_stale}", ylabel="clipped tokens (%)")
     for ax in (left, right):
-        ax.legend(loc="upper center", ncol=3)
+        common.legend(ax, loc="upper center", ncol=3)
         ax.grid(axis="x", visible=False)
     return ctx.finish(fig, "fig7b")
 

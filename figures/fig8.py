@@ -48,7 +48,7 @@ def build(argv: list[str] | None = None) -> int:
     lo, hi = paper_values()["tau_axis"]
     ax.set_xlim(min(lo, ax.get_xlim()[0]), max(hi * 1.03, ax.get_xlim()[1]))
     ax.set(title=f"M2PO s={s}: accuracy vs threshold τ", xlabel="τ", ylabel=common.ACC_LABEL)
-    ax.legend(loc="best")
+    common.legend(ax)
     return ctx.finish(fig, "fig8")
 
 

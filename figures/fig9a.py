@@ -36,7 +36,7 @@ def build(argv: list[str] | None = None) -> int:
             xlabel="optimizer update",
             ylabel="M2 = mean (log r)² (log scale)",
         )
-        ax.legend(loc="best")
+        common.legend(ax)
     return ctx.finish(fig, "fig9a")
 
 

@@ -20,7 +20,7 @@ def build(argv: list[str] | None = None) -> int:
             xlabel="optimizer update",
             ylabel="KL k3 (log scale)",
         )
-        ax.legend(loc="best")
+        common.legend(ax)
     return ctx.finish(fig, "fig9b")
 
 

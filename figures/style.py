@@ -43,7 +43,7 @@ STALENESS_CMAP = "viridis"
 
 RC = {
     "figure.dpi": 110,
-    "savefig.dpi": 160,
+    "savefig.dpi": 140,
     "savefig.bbox": "tight",
     "font.size": 9,
     "axes.titlesize": 9.5,
@@ -59,7 +59,6 @@ RC = {
     "legend.frameon": True,
     "legend.framealpha": 0.75,
     "legend.edgecolor": "none",
-    "pdf.fonttype": 42,
 }
 
 
@@ -91,3 +90,11 @@ def staleness_color(staleness: int, levels: list[int]) -> tuple[float, float, fl
     cmap = plt.get_cmap(STALENESS_CMAP)
     i = levels.index(staleness) if staleness in levels else 0
     return cmap(0.85 - 0.75 * i / max(len(levels) - 1, 1))
+
+
+def sweep_style(method: str, staleness: int, levels: list[int]) -> dict[str, object]:
+    """Style of one staleness of a sweep: s = 0 is the black dashed reference, the others a sequential map."""
+    if staleness == 0:
+        return {"color": ON_POLICY_COLOR, "ls": "--", "label": label(method, 0)}
+    stale = [v for v in levels if v > 0]
+    return {"color": staleness_color(staleness, stale), "ls": "-", "label": label(method, staleness)}

@@ -7,16 +7,11 @@ so the list of jobs is defined in exactly one place: ``workflow/config/<profile>
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from .analysis import runs as analysis_runs
 from .losses import available_losses
-
-_RUN_ID = re.compile(
-    r"^(?P<model>.+)-(?P<method>" + "|".join(sorted(available_losses(), key=len, reverse=True)) + r")"
-    r"-s(?P<staleness>\d+)-seed(?P<seed>\d+)(?:-tau(?P<tau>[0-9.]+))?$"
-)
 
 
 @dataclass(frozen=True)
@@ -34,11 +29,9 @@ class RunSpec:
 
 
 def parse_run_id(run_id: str) -> RunSpec:
-    m = _RUN_ID.match(run_id)
-    if not m:
-        raise ValueError(f"run id {run_id!r} does not match <model>-<method>-s<staleness>-seed<seed>[-tau<τ>]")
-    tau = m["tau"]
-    return RunSpec(m["model"], m["method"], int(m["staleness"]), int(m["seed"]), float(tau) if tau else None)
+    """The run of a run id (ValueError naming the expected form when it does not parse)."""
+    m = analysis_runs.parse_run_id(run_id)
+    return RunSpec(m.model, m.method, m.staleness, m.seed, m.tau)
 
 
 def _models(block: dict[str, Any], config: dict[str, Any]) -> list[str]:

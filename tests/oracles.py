@@ -12,6 +12,7 @@ defines (``log r = log_prob - old_log_prob`` in the compute dtype), and (b) in `
 from __future__ import annotations
 
 import math
+import struct
 
 import torch
 
@@ -147,54 +148,67 @@ RELEASED_EPS_LOW_UNCONSTRAINED = 1.0
 RELEASED_EPS_HIGH_UNCONSTRAINED = 99999.0
 
 
+def _rounder(dtype):
+    """Round a Python float to ``dtype`` (IEEE round-to-nearest-even), like a torch op's result."""
+    if dtype == torch.float64:
+        return lambda x: x
+    return lambda x: struct.unpack("f", struct.pack("f", x))[0]
+
+
 def released_loop(log_prob, old_log_prob, adv, mask, tau, floor_low=None, floor_high=None):
     """Per-token loop of the released search + PPO clipped surrogate (token-mean).
 
-    Returns (loss: float, t: float, clipped: bool tensor of the input shape). ``t`` is None when
-    unconstrained. Computations that the released code does in the input dtype are done with 0-dim
-    torch tensors of that dtype (bf16/fp16 are upcast to float32, as the contract requires).
+    Returns (loss: float, t: float | None, clipped: bool tensor of the input shape); ``t`` is None
+    when unconstrained. Arithmetic the released code does in the input dtype is reproduced per
+    token with Python floats rounded to that dtype (an IEEE op on two float32 values is exact in
+    float64, so one rounding gives the float32 result); the ratio is ``torch.exp`` of the whole
+    ``[batch, len]`` difference as in the released code, and sum/sort/cumsum are torch ops in the
+    dtype, as released. bf16/fp16 inputs are upcast to float32 first (contract).
     """
     dtype = log_prob.dtype if log_prob.dtype in (torch.float32, torch.float64) else torch.float32
+    rnd = _rounder(dtype)
     shape = tuple(log_prob.shape)
-    lp = log_prob.detach().to(dtype).reshape(-1)
-    olp = old_log_prob.detach().to(dtype).reshape(-1)
-    a_all = adv.detach().to(dtype).reshape(-1)
+    lp_t = log_prob.detach().to(dtype)
+    olp_t = old_log_prob.detach().to(dtype)
+    ratio = [float(x) for x in torch.exp(lp_t - olp_t).reshape(-1).tolist()]
+    lp = [float(x) for x in lp_t.reshape(-1).tolist()]
+    olp = [float(x) for x in olp_t.reshape(-1).tolist()]
+    a_all = [float(x) for x in adv.detach().to(dtype).reshape(-1).tolist()]
     msk = flat_bools(mask)
     n_tok = len(msk)
+    # Python-float thresholds compared against a tensor are first cast to the tensor's dtype
+    a_tol, r_hi, r_lo = rnd(1e-12), rnd(1 + 1e-12), rnd(1 - 1e-12)
 
-    ratios = {}
     v = []
     for i in range(n_tok):
         if not msk[i]:
             continue
-        r_i = torch.exp(lp[i] - olp[i])
-        ratios[i] = r_i
-        a_i = a_all[i]
-        in_tr = (bool(a_i > 1e-12) and bool(r_i > 1 + 1e-12)) or (bool(a_i < -1e-12) and bool(r_i < 1 - 1e-12))
-        if in_tr:
-            v.append((olp[i] - lp[i]) ** 2)
+        r_i, a_i = ratio[i], a_all[i]
+        if (a_i > a_tol and r_i > r_hi) or (a_i < -a_tol and r_i < r_lo):
+            d = rnd(olp[i] - lp[i])
+            v.append(rnd(d * d))
     n = len(v)
 
     t = None
     constrained = False
     if n > 0:
-        vt = torch.stack(v)
+        vt = torch.tensor(v, dtype=dtype)
         m2_now = float(vt.sum()) / n
         if m2_now > tau + 1e-12:
             constrained = True
             srt = torch.sort(vt).values
             csum = torch.cumsum(srt, 0)
+            srt_l = [float(x) for x in srt.tolist()]
+            csum_l = [float(x) for x in csum.tolist()]
             S = tau * n
             if S <= 1e-12:
                 t = 0.0
             else:
                 k = 0
                 for k in range(n):  # noqa: B007 - Python keeps the last k when nothing stops
-                    sk = float(srt[k])
-                    ck = float(csum[k])
-                    if (sk - 1e-12) * (n - k - 1) + ck >= S - 1e-12:
+                    if (srt_l[k] - 1e-12) * (n - k - 1) + csum_l[k] >= S - 1e-12:
                         break
-                t = 0.0 if k == 0 else math.sqrt(max(float(srt[k - 1]) - 1e-12, 0.0))
+                t = 0.0 if k == 0 else math.sqrt(max(srt_l[k - 1] - 1e-12, 0.0))
     if constrained:
         lower = float(torch.exp(torch.tensor(-t, dtype=torch.float32)))
         upper = float(torch.exp(torch.tensor(t, dtype=torch.float32)))
@@ -207,18 +221,18 @@ def released_loop(log_prob, old_log_prob, adv, mask, tau, floor_low=None, floor_
         eps_low = max(eps_low, floor_low)
     if floor_high is not None:
         eps_high = max(eps_high, floor_high)
+    lo_b, hi_b = rnd(1 - eps_low), rnd(1 + eps_high)
 
     terms = []
     clipped = [False] * n_tok
     for i in range(n_tok):
         if not msk[i]:
             continue
-        r_i = ratios[i]
-        a_i = a_all[i]
-        l_unclipped = -a_i * r_i
-        l_clipped = -a_i * torch.clamp(r_i, 1 - eps_low, 1 + eps_high)
-        terms.append(float(torch.maximum(l_unclipped, l_clipped)))
-        clipped[i] = bool(l_clipped > l_unclipped)
+        r_i, a_i = ratio[i], a_all[i]
+        l_unclipped = rnd(-a_i * r_i)
+        l_clipped = rnd(-a_i * min(max(r_i, lo_b), hi_b))
+        terms.append(max(l_unclipped, l_clipped))
+        clipped[i] = l_clipped > l_unclipped
     loss = math.fsum(terms) / len(terms)
     return loss, t, torch.tensor(clipped, dtype=torch.bool).reshape(shape)
 

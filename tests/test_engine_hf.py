@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from m2po.config import load_config
-from m2po.engine.hf_policy import HFPolicy, build_hf_run, char_tokenizer, read_problems
+from m2po.engine.hf_policy import HFPolicy, _split_model_path, build_hf_run, char_tokenizer, read_problems
 from m2po.engine.loop import Trainer
 from m2po.engine.sampler import left_pad
 from m2po.engine.train_config import TrainConfig
@@ -31,6 +31,16 @@ QWEN2_TINY = {
     "max_position_embeddings": 256,
 }
 RANDOM_INIT = "{" + ", ".join(f"{k}: {v}" for k, v in QWEN2_TINY.items()) + "}"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as the engine runs (``run.threads``): a tiny model gains nothing from two, and on
+    a loaded machine OpenMP spin-waits make two threads several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _policy(seed: int = 0, stop_chars: str | None = None) -> HFPolicy:
@@ -201,3 +211,14 @@ def test_build_hf_run_reads_the_dataset_schema(tmp_path: Path) -> None:
     cfg = load_config(TrainConfig, None, _overrides(tmp_path, [f"task.dataset={data}", f"task.eval_dataset={evals}"]))
     run = build_hf_run(cfg)
     assert len(run.train_problems) == 30 and len(run.eval_problems) == 5 and run.benchmark == "math500"
+
+
+def test_model_path_may_name_the_gguf_or_its_directory(tmp_path: Path) -> None:
+    (tmp_path / "model.Q4.gguf").write_bytes(b"")
+    assert _split_model_path(str(tmp_path / "model.Q4.gguf"), None) == (str(tmp_path), "model.Q4.gguf")
+    assert _split_model_path(str(tmp_path), None) == (str(tmp_path), "model.Q4.gguf")
+    assert _split_model_path(str(tmp_path), "other.gguf") == (str(tmp_path), "other.gguf")
+    (tmp_path / "second.gguf").write_bytes(b"")
+    with pytest.raises(ValueError, match="several GGUF"):
+        _split_model_path(str(tmp_path), None)
+    assert _split_model_path("org/model", None) == ("org/model", None)

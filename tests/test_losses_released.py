@@ -23,8 +23,8 @@ from oracles import (
     greedy_algorithm1,
     random_batch,
     random_batches,
-    resolve_tau,
     released_loop,
+    resolve_tau,
     run_loss,
     trust_region,
 )
@@ -223,7 +223,7 @@ def _compare_with_loop(lp, olp, adv, mask, tau, floor_low, floor_high):
 FLOORS = st.sampled_from(((None, None), (0.3, 0.5), (0.3, None), (None, 0.5), (0.05, 0.01)))
 
 
-@settings(max_examples=350, **PROP)
+@settings(max_examples=300, **PROP)
 @given(
     batch=random_batches(),
     tau_spec=TAU_SPECS,
@@ -234,8 +234,7 @@ def test_matches_released_loop_random(batch, tau_spec, floors):
 
 
 @settings(max_examples=200, **PROP)
-@given(batch=dyadic_batches(), tau=st.sampled_from((0.0, 0.01, 0.015625, 0.04, 0.0625, 0.1, 0.25, 1.0)),
-       floors=FLOORS)
+@given(batch=dyadic_batches(), tau=st.sampled_from((0.0, 0.01, 0.015625, 0.04, 0.0625, 0.1, 0.25, 1.0)), floors=FLOORS)
 def test_matches_released_loop_ties(batch, tau, floors):
     _compare_with_loop(*batch, tau, *floors)
 

@@ -22,10 +22,11 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
+from m2po.pipeline import RunSpec
 from m2po.staleness import StalenessSchedule
 from m2po.verl_plugin import M2POPolicyLossConfig
 from m2po.verl_plugin.config import stale_settings, updates_per_batch
-from m2po.verl_plugin.launch import METHODS, MODELS, build_overrides, main, paper_runs
+from m2po.verl_plugin.launch import METHODS, MODELS, build_overrides, main, model_key, paper_runs
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "workflow" / "verl")
 _cache: dict[str, object] = {}
@@ -59,23 +60,24 @@ def check(cfg) -> None:
     assert cfg.trainer.use_v1 is False and cfg.trainer.balance_batch is True
 
 
-def test_paper_run_list() -> None:
+def test_paper_runs_are_the_pipeline_grid() -> None:
     runs = paper_runs()
     ids = [r.run_id for r in runs]
-    assert len(ids) == len(set(ids))
-    assert {r.model for r in runs} == set(MODELS)
-    table1 = paper_runs("table1")
-    assert len(table1) == 6 * 5
-    assert {(r.method, r.staleness) for r in paper_runs("fig2")} == {("grpo", s) for s in (0, 32, 64, 128, 256)}
-    assert {(r.method, r.staleness) for r in paper_runs("fig11")} == {("m2po", s) for s in (0, 32, 64, 128, 256)}
-    assert {r.method for r in paper_runs("fig6")} == {"cispo", "decoupled_ppo", "topr", "gppo", "m2po"}
-    assert {r.tau for r in paper_runs("fig8")} >= {0.0, 0.04, 0.16}
-    assert "qwen2.5-math-7b-m2po-s256-seed0" in ids and "qwen2.5-math-7b-m2po-s256-seed0-tau0.16" in ids
+    assert len(ids) == len(set(ids)) > 40
+    assert {model_key(r.model) for r in runs} == set(MODELS)
+    main_block = {(r.model, r.method, r.staleness) for r in paper_runs("main")} | {
+        (r.model, r.method, r.staleness) for r in paper_runs("on_policy")
+    }
+    assert len(main_block) == 6 * 5  # six models x {grpo s0, grpo s256, grpo_notr, m2po, gspo s256}
+    assert {r.staleness for r in paper_runs("staleness_sweep")} == {0, 32, 64, 128, 256}
+    assert {r.method for r in paper_runs("baselines")} == {"cispo", "decoupled_ppo", "topr", "gppo", "m2po"}
+    assert {r.tau for r in paper_runs("tau_sweep")} >= {0.0, 0.16}
+    assert "Qwen2.5-Math-7B-m2po-s256-seed0" in ids
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_paper_run_composes(model: str) -> None:
-    runs = [r for r in paper_runs() if r.model == model]
+    runs = [r for r in paper_runs() if model_key(r.model) == model]
     assert runs
     for run in runs:
         cfg = run_config(build_overrides(run))
@@ -83,14 +85,14 @@ def test_every_paper_run_composes(model: str) -> None:
         assert cfg.trainer.experiment_name == run.run_id
         assert cfg.actor_rollout_ref.actor.policy_loss.loss_mode == run.method
         assert cfg.trainer.total_training_steps == 1000 + run.staleness // 4
-        assert cfg.actor_rollout_ref.actor.policy_loss.tau == run.tau
+        assert cfg.actor_rollout_ref.actor.policy_loss.tau == (0.04 if run.tau is None else run.tau)
+        assert cfg.m2po.staleness == run.staleness
 
 
 def test_every_method_and_layout_composes() -> None:
-    base = paper_runs("table1")[0]
     layouts = [(1, 8)] * len(METHODS) + [(2, 8), (1, 1)]
     for method, (nodes, gpus) in zip([*METHODS, "m2po", "grpo"], layouts):
-        run = type(base)(base.model, method, 256)
+        run = RunSpec("Qwen2.5-Math-7B", method, 256, 0)
         cfg = run_config(build_overrides(run, nodes, gpus, mask_scope="minibatch", format_reward=0.1))
         check(cfg)
         assert cfg.reward.custom_reward_function.reward_kwargs.format_reward == 0.1
@@ -98,25 +100,31 @@ def test_every_method_and_layout_composes() -> None:
 
 
 def test_override_application_equals_full_compose() -> None:
-    for run in (paper_runs("fig6")[0], paper_runs("fig8")[-1]):
+    for run in (paper_runs("baselines")[0], paper_runs("tau_sweep")[-1]):
         overrides = build_overrides(run, 2, 8)
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
             full = compose("m2po_trainer", overrides=overrides)
         assert OmegaConf.to_container(full) == OmegaConf.to_container(run_config(overrides))
 
 
-def test_launcher_cli(capsys) -> None:
-    assert main(["--list", "--study", "fig6"]) == 0
+def test_launcher_cli(capsys, tmp_path) -> None:
+    assert main(["--list", "--study", "baselines"]) == 0
     listed = capsys.readouterr().out.strip().splitlines()
-    assert len(listed) == 5 and all("llama-3.2-3b-instruct" in line for line in listed)
-    argv = ["--model", "qwen2.5-math-7b", "--method", "m2po", "--staleness", "256", "--nodes", "2"]
-    assert main([*argv, "--gpus-per-node", "4", "--dry-run", "--json"]) == 0
+    assert len(listed) == 5 and all(line.startswith("Llama-3.2-3B-Instruct-") for line in listed)
+    argv = ["--model", "Qwen2.5-Math-7B", "--method", "m2po", "--staleness", "256", "--nodes", "2"]
+    out_dir = str(tmp_path / "run")
+    assert main([*argv, "--gpus-per-node", "4", "--out", out_dir, "--dry-run", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["run_id"] == "qwen2.5-math-7b-m2po-s256-seed0"
+    assert out["run_id"] == "Qwen2.5-Math-7B-m2po-s256-seed0"
     assert out["command"][:3] == ["python3", "-m", "m2po.verl_plugin.main"]
     assert "m2po.staleness=256" in out["command"] and "trainer.nnodes=2" in out["command"]
-    assert out["env"]["VERL_FILE_LOGGER_PATH"].endswith("qwen2.5-math-7b-m2po-s256-seed0/metrics.jsonl")
+    assert f"trainer.default_local_dir={out_dir}/checkpoints" in out["command"]
+    assert out["env"]["VERL_FILE_LOGGER_PATH"] == f"{out_dir}/metrics.jsonl"
+    assert main(["--run-id", "Qwen3-1.7B-Base-m2po-s256-seed0-tau0.16", "--dry-run", "--json"]) == 0
+    assert "actor_rollout_ref.actor.policy_loss.tau=0.16" in json.loads(capsys.readouterr().out)["command"]
     with pytest.raises(ValueError, match="multiple of 4"):
-        main(["--model", "qwen2.5-math-7b", "--method", "m2po", "--staleness", "6", "--dry-run"])
+        main(["--model", "Qwen2.5-Math-7B", "--method", "m2po", "--staleness", "6", "--dry-run"])
     with pytest.raises(ValueError, match="divide"):
         main([*argv, "--gpus-per-node", "3", "--dry-run"])
+    with pytest.raises(KeyError, match="unknown model"):
+        main(["--model", "gpt-5", "--method", "m2po", "--dry-run"])

@@ -20,9 +20,7 @@ names = ["grpo", "grpo_notr", "m2po", "m2po_released", "gspo", "cispo", "topr", 
 ok = all(getattr(R.get(n), "_m2po_loss", False) for n in names) and "m2po.verl_plugin" in sys.modules
 print("REGISTERED" if ok else "MISSING", sorted(R))
 """
-_probe = subprocess.Popen(
-    [sys.executable, "-c", _PROBE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-)
+_probe = subprocess.Popen([sys.executable, "-c", _PROBE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 import verl  # noqa: E402,F401
 from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn  # noqa: E402
@@ -146,7 +144,9 @@ def test_grpo_matches_verls_vanilla_ppo() -> None:
     assert ours[2]["actor/ppo_kl"] == pytest.approx(theirs[2]["actor/ppo_kl"], rel=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize(
+    "mode", ["token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
+)
 @pytest.mark.parametrize("scale", [None, 4])
 def test_aggregation_matches_verl_agg_loss(mode: str, scale) -> None:
     """grpo_notr's per-token loss is -A·r: the adapter's loss equals verl's agg_loss of it, every mode."""

@@ -52,10 +52,26 @@ def make_cases() -> list[dict]:
     mask = torch.ones(n, LEN, dtype=torch.bool)
     mask[-1, -2:] = False
     for tau in (0.0625, 0.09375, 0.015625):  # 1/16, 3/32, 1/64
-        cases.append({"lp": lr - 1.0, "old": torch.full((n, LEN), -1.0, dtype=torch.float64), "adv": adv, "mask": mask, "tau": tau})
+        cases.append(
+            {
+                "lp": lr - 1.0,
+                "old": torch.full((n, LEN), -1.0, dtype=torch.float64),
+                "adv": adv,
+                "mask": mask,
+                "tau": tau,
+            }
+        )
     # no candidate at all (every |log r| small)
     old = -torch.rand(n, LEN, generator=g)
-    cases.append({"lp": old + 0.01, "old": old, "adv": torch.ones(n, LEN), "mask": torch.ones(n, LEN, dtype=torch.bool), "tau": 0.04})
+    cases.append(
+        {
+            "lp": old + 0.01,
+            "old": old,
+            "adv": torch.ones(n, LEN),
+            "mask": torch.ones(n, LEN, dtype=torch.bool),
+            "tau": 0.04,
+        }
+    )
     return cases
 
 
@@ -68,7 +84,9 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         results = []
         for c in make_cases():
             results.append(
-                mod.distributed_m2po_mask(c["lp"][lo:hi], c["old"][lo:hi], c["adv"][lo:hi], c["mask"][lo:hi], tau=c["tau"])
+                mod.distributed_m2po_mask(
+                    c["lp"][lo:hi], c["old"][lo:hi], c["adv"][lo:hi], c["mask"][lo:hi], tau=c["tau"]
+                )
             )
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:

@@ -41,7 +41,9 @@ def test_inline_scores_in_threads(format_reward: float) -> None:
 def test_process_mode_grades_in_worker_processes_from_threads() -> None:
     try:
         with ThreadPoolExecutor(3) as ex:
-            results = list(ex.map(lambda s: call(s, mode="process", workers=2, format_reward=0.1), [RIGHT, WRONG, NONE]))
+            results = list(
+                ex.map(lambda s: call(s, mode="process", workers=2, format_reward=0.1), [RIGHT, WRONG, NONE])
+            )
         assert [r["score"] for r in results] == [1.0, 0.1, 0.0]
         assert len(reward._pools) == 1
     finally:

@@ -189,18 +189,18 @@ def per_run_accuracy(acc: pd.DataFrame) -> pd.DataFrame:
 
 
 def steady_mean(updates: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Per run: the mean of ``value`` over its updates ``update ≥ staleness`` (``mean``, ``se``, ``count``)."""
-    rows = []
-    for run_id, grp in updates.groupby("run_id"):
-        s = int(grp["staleness"].iloc[0])
-        part = grp[grp["update"] >= s]
-        part = part if len(part) else grp
-        v = part[value].astype(float).dropna()
-        row = {c: grp.iloc[0][c] for c in META_COLUMNS}
-        row.update(run_id=run_id, mean=float(v.mean()) if len(v) else math.nan, count=len(v))
-        row["se"] = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows, columns=[*META_COLUMNS, "mean", "se", "count"])
+    """Per run: the mean of ``value`` over its updates ``update ≥ staleness`` (``mean``, ``se``, ``count``);
+    a run that never got that far uses all its updates."""
+    cols = [*META_COLUMNS, "mean", "se", "count"]
+    if updates.empty:
+        return pd.DataFrame(columns=cols)
+    keep = updates["update"] >= updates["staleness"]
+    reached = keep.groupby(updates["run_id"]).transform("any")
+    g = updates[keep | ~reached].groupby("run_id")
+    v = g[value]
+    out = g[META_COLUMNS[1:]].first().assign(mean=v.mean(), count=v.count())
+    out["se"] = v.std(ddof=1) / np.sqrt(out["count"])
+    return out.reset_index()[cols]
 
 
 @dataclass(frozen=True)

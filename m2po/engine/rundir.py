@@ -110,3 +110,11 @@ def write_manifest(out_dir: Path, extra: dict[str, Any]) -> None:
         **extra,
     }
     atomic_write_bytes(out_dir / "manifest.json", (json.dumps(manifest, indent=2, default=str) + "\n").encode())
+
+
+def record_wall_time(out_dir: Path, seconds: float) -> None:
+    """Add this process's training wall time to ``manifest.json`` (summed over resumes)."""
+    path = out_dir / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    manifest["wall_seconds"] = round(manifest.get("wall_seconds", 0.0) + seconds, 3)
+    atomic_write_bytes(path, (json.dumps(manifest, indent=2, default=str) + "\n").encode())

@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-problems", type=int, default=8, help="prompts per generation batch (resume granularity)")
     p.add_argument("--batch-size", type=int, default=8, help="hf: sequences per model.generate call")
     p.add_argument("--device", default="cpu", help="hf: torch device")
+    p.add_argument("--threads", type=int, default=1, help="hf on CPU: torch threads while generating (0: torch's)")
     p.add_argument("--dtype", default="float32", help="hf: torch dtype; vllm: dtype (default bfloat16 there)")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
     p.add_argument("--model-id", default="", help="name recorded in the records (default: the model's file name)")
@@ -52,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
 
     backend_kwargs: dict = {}
     if args.backend == "hf":
-        backend_kwargs = {"batch_size": args.batch_size, "device": args.device, "dtype": args.dtype}
+        backend_kwargs = {
+            "batch_size": args.batch_size,
+            "device": args.device,
+            "dtype": args.dtype,
+            "threads": args.threads,
+        }
     elif args.backend == "vllm":
         backend_kwargs = {"tensor_parallel_size": args.tensor_parallel_size}
         if args.dtype != "float32":

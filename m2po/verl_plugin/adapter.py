@@ -31,6 +31,8 @@ from m2po.losses import get_policy_loss, loss_info
 from .config import policy_loss_settings
 
 __all__ = [
+    "KEEP_MASK_KEY",
+    "M2POLossFn",
     "global_denominators",
     "keep_mask_context",
     "make_verl_policy_loss",
@@ -175,3 +177,25 @@ def make_verl_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, dict[s
     verl_policy_loss.__name__ = f"m2po_verl_{name}"
     verl_policy_loss.__doc__ = f"verl adapter of m2po.losses {name!r}.\n\n{fn.__doc__ or ''}"
     return verl_policy_loss
+
+
+#: tensor field of the mini-batch TensorDict holding the ``minibatch``-scope keep-mask
+KEEP_MASK_KEY = "m2po_keep_mask"
+
+
+class M2POLossFn:
+    """verl's loss function (``partial(ppo_loss, config=actor_config)``) with the micro-batch's keep-mask
+    made visible to the ``m2po`` policy loss; identical to the wrapped function otherwise."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    @property
+    def actor_config(self) -> Any:
+        return getattr(self.inner, "keywords", {}).get("config")
+
+    def __call__(self, model_output: Any, data: Any, dp_group: Any = None) -> Any:
+        """``data``: the micro-batch TensorDict."""
+        mask = data[KEEP_MASK_KEY] if KEEP_MASK_KEY in data.keys() else None
+        with keep_mask_context(mask):
+            return self.inner(model_output=model_output, data=data, dp_group=dp_group)

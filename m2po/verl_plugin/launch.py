@@ -1,16 +1,19 @@
 """The paper's verl runs as launch commands (the Snakemake pipeline calls this).
 
-    python -m m2po.verl_plugin.launch --model qwen2.5-math-7b --method m2po --staleness 256 \\
+    python -m m2po.verl_plugin.launch --model Qwen2.5-Math-7B --method m2po --staleness 256 \\
         --nodes 1 --gpus-per-node 8 --dry-run
-    python -m m2po.verl_plugin.launch --list --study table1
-    python -m m2po.verl_plugin.launch --run-id qwen2.5-math-7b-grpo-s256-seed0 --dry-run --json
+    python -m m2po.verl_plugin.launch --list --study tau_sweep
+    python -m m2po.verl_plugin.launch --run-id Qwen2.5-Math-7B-grpo-s256-seed0 --dry-run --json
 
 A run is ``workflow/verl/m2po_trainer.yaml`` (verl's ``ppo_trainer`` plus App. B of the paper: 256
 prompts × 8 responses, mini-batches of 512 responses → 4 updates per step, AdamW lr 1e-6 constant, weight
 decay 0.01, grad clip 1.0, temperature 1.0, token-mean, no KL, no entropy bonus, 1000 steps), one model
 group file ``m2po_model/<model>.yaml`` (weights, context lengths, default GPU layout) and the method's
-override bundle :data:`METHODS`. Run ids follow ARCHITECTURE.md: ``<model>-<method>-s<s>-seed<seed>``, plus
-``-tau<τ>`` for the τ sweep (τ ≠ 0.04). ``--dry-run`` prints the command; without it the command runs.
+override bundle :data:`METHODS`. The list of paper runs is the pipeline's grid
+(``workflow/config/paper.yaml`` expanded by :func:`m2po.pipeline.expand_grid`), so run ids are the
+pipeline's: ``<model>-<method>-s<s>-seed<seed>`` plus ``-tau<τ>`` when τ is swept (ARCHITECTURE.md §2).
+Model names are matched case-insensitively (``Qwen2.5-Math-7B`` uses ``m2po_model/qwen2.5-math-7b.yaml``).
+``--dry-run`` prints the command; without it the command runs.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["METHODS", "MODELS", "PaperRun", "build_command", "build_overrides", "main", "paper_runs"]
+from m2po.pipeline import RunSpec, expand_grid, parse_run_id
 
-#: τ of every paper run (§5.2); the run id gets a ``-tau`` suffix only for other values
+__all__ = ["METHODS", "MODELS", "build_command", "build_overrides", "main", "model_key", "paper_runs", "studies"]
+
+#: τ of every paper run (§5.2); a run id without ``-tau<τ>`` uses it
 DEFAULT_TAU = 0.04
 TRAIN_BATCH = 256  # prompts per step
 MINI_BATCH = 64  # prompts per optimizer update (× 8 responses = 512)
@@ -80,66 +85,43 @@ METHODS: dict[str, list[str]] = {
 }
 
 
-@dataclass(frozen=True)
-class PaperRun:
-    model: str
-    method: str
-    staleness: int
-    tau: float = DEFAULT_TAU
-    seed: int = 0
-    studies: tuple[str, ...] = field(default=(), compare=False)
-
-    @property
-    def run_id(self) -> str:
-        rid = f"{self.model}-{self.method}-s{self.staleness}-seed{self.seed}"
-        return rid if self.tau == DEFAULT_TAU else f"{rid}-tau{self.tau:g}"
+PAPER_GRID = Path(__file__).resolve().parents[2] / "workflow" / "config" / "paper.yaml"
 
 
-STALENESS_SWEEP = (0, 32, 64, 128, 256)
-TAU_SWEEP = (0.0, 0.01, 0.02, 0.04, 0.08, 0.16)
-#: Fig. 8's two models are not named in PAPER.md: our choice, documented in docs/verl.md
-TAU_MODELS = ("qwen2.5-math-7b", "qwen3-1.7b-base")
-STUDIES = ("table1", "fig2", "fig6", "fig8", "fig11")
+def _grid_config(path: Path = PAPER_GRID) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
 
 
-def paper_runs(study: str = "all") -> list[PaperRun]:
-    """Every verl run of the paper (deduplicated; ``studies`` says which figures/tables use it)."""
-    wanted: list[tuple[str, PaperRun]] = []
-    for model in MODELS:  # Table 1 (+ Fig. 1, 3, 4, 5, 7, 9: the same runs)
-        for method, s in (("grpo", 0), ("grpo", 256), ("grpo_notr", 256), ("m2po", 256), ("gspo", 256)):
-            wanted.append(("table1", PaperRun(model, method, s)))
-    for s in STALENESS_SWEEP:
-        wanted.append(("fig2", PaperRun("qwen2.5-math-7b", "grpo", s)))
-        wanted.append(("fig11", PaperRun("qwen2.5-math-7b", "m2po", s)))
-    for method in ("cispo", "decoupled_ppo", "topr", "gppo", "m2po"):
-        wanted.append(("fig6", PaperRun("llama-3.2-3b-instruct", method, 256)))
-    for model in TAU_MODELS:
-        for tau in TAU_SWEEP:
-            wanted.append(("fig8", PaperRun(model, "m2po", 256, tau=tau)))
-    runs: dict[PaperRun, set[str]] = {}
-    for name, run in wanted:
-        runs.setdefault(run, set()).add(name)
-    out = [PaperRun(r.model, r.method, r.staleness, r.tau, r.seed, tuple(sorted(s))) for r, s in runs.items()]
+def studies(path: Path = PAPER_GRID) -> list[str]:
+    """The grid blocks of the paper profile (main, on_policy, staleness_sweep, baselines, tau_sweep)."""
+    return list(_grid_config(path)["grid"])
+
+
+def paper_runs(study: str = "all", path: Path = PAPER_GRID) -> list[RunSpec]:
+    """Every verl run of the paper: the pipeline's grid (one block of it with ``study``)."""
+    config = _grid_config(path)
     if study != "all":
-        if study not in STUDIES:
-            raise ValueError(f"unknown study {study!r}; choose one of {STUDIES} or 'all'")
-        out = [r for r in out if study in r.studies]
-    return out
+        if study not in config["grid"]:
+            raise ValueError(f"unknown study {study!r}; choose one of {list(config['grid'])} or 'all'")
+        config = {**config, "grid": {study: config["grid"][study]}}
+    return expand_grid(config)
 
 
-def find_run(run_id: str) -> PaperRun:
-    for run in paper_runs():
-        if run.run_id == run_id:
-            return run
-    raise KeyError(f"no paper run {run_id!r}; list them with --list")
+def model_key(model: str) -> str:
+    key = model.lower()
+    if key not in MODELS:
+        raise KeyError(f"unknown model {model!r}; choose one of {sorted(MODELS)} (case-insensitive)")
+    return key
 
 
 def build_overrides(
-    run: PaperRun,
+    run: RunSpec,
     nodes: int | None = None,
     gpus_per_node: int | None = None,
     steps: int = 1000,
-    run_root: str = "results/paper/runs",
+    out: str | None = None,
     data_dir: str = "results/paper/data",
     mask_scope: str = "microbatch",
     format_reward: float = 0.0,
@@ -147,23 +129,24 @@ def build_overrides(
     extra: list[str] | None = None,
 ) -> list[str]:
     """The Hydra overrides of one run (applied on workflow/verl/m2po_trainer.yaml)."""
-    if run.model not in MODELS:
-        raise KeyError(f"unknown model {run.model!r}; choose one of {sorted(MODELS)}")
+    key = model_key(run.model)
     if run.method not in METHODS:
         raise KeyError(f"unknown method {run.method!r}; choose one of {sorted(METHODS)}")
     if run.staleness % UPDATES_PER_STEP:
         raise ValueError(f"staleness is counted in updates and must be a multiple of {UPDATES_PER_STEP}")
-    spec = MODELS[run.model]
+    spec = MODELS[key]
     nodes = nodes or spec.nodes
     gpus = gpus_per_node or spec.gpus_per_node
     if (MINI_BATCH * ROLLOUT_N) % (nodes * gpus):
         raise ValueError(f"{nodes}x{gpus} GPUs must divide the mini-batch of {MINI_BATCH * ROLLOUT_N} responses")
     prefill = run.staleness // UPDATES_PER_STEP
-    run_dir = os.path.join(run_root, run.run_id)
-    out = [
-        f"m2po_model={run.model}",
+    run_dir = out or os.path.join("results/paper/runs", run.run_id)
+    if run.tau is not None and run.method not in ("m2po", "m2po_released"):
+        raise ValueError(f"--tau is a parameter of m2po / m2po_released, not of {run.method!r}")
+    overrides = [
+        f"m2po_model={key}",
         *METHODS[run.method],
-        f"{_PL}.tau={run.tau}",
+        f"{_PL}.tau={DEFAULT_TAU if run.tau is None else run.tau}",
         f"{_PL}.mask_scope={mask_scope}",
         f"m2po.staleness={run.staleness}",
         f"trainer.total_training_steps={steps + prefill}",
@@ -177,8 +160,8 @@ def build_overrides(
         f"reward.custom_reward_function.reward_kwargs.format_reward={format_reward}",
     ]
     if model_path:
-        out.append(f"actor_rollout_ref.model.path={model_path}")
-    return out + list(extra or [])
+        overrides.append(f"actor_rollout_ref.model.path={model_path}")
+    return overrides + list(extra or [])
 
 
 def build_command(overrides: list[str], python: str = "python3") -> list[str]:
@@ -187,21 +170,21 @@ def build_command(overrides: list[str], python: str = "python3") -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m m2po.verl_plugin.launch", description=__doc__.split("\n\n")[0])
-    p.add_argument("--list", action="store_true", help="list the paper's run ids and exit")
-    p.add_argument("--study", default="all", help=f"with --list: one of {STUDIES} or all")
-    p.add_argument("--run-id", help="a paper run id (instead of --model/--method/--staleness/--tau)")
-    p.add_argument("--model", choices=sorted(MODELS))
+    p.add_argument("--list", action="store_true", help="list the paper's run ids (the pipeline's grid) and exit")
+    p.add_argument("--study", default="all", help="with --list: a block of workflow/config/paper.yaml's grid")
+    p.add_argument("--run-id", help="a run id (instead of --model/--method/--staleness/--seed/--tau)")
+    p.add_argument("--model", help=f"one of {sorted(MODELS)} (case-insensitive)")
     p.add_argument("--method", choices=sorted(METHODS))
     p.add_argument("--staleness", type=int, default=0, help="s in optimizer updates (multiple of 4)")
-    p.add_argument("--tau", type=float, default=DEFAULT_TAU)
+    p.add_argument("--tau", type=float, default=None, help=f"M2PO's τ; given: a τ-sweep run (default {DEFAULT_TAU})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mask-scope", default="microbatch", choices=("microbatch", "minibatch"))
     p.add_argument("--format-reward", type=float, default=0.0, help="0.0 released code, 0.1 paper text")
-    p.add_argument("--nodes", type=int, help="default: the model's (workflow/verl/m2po_model/*.yaml)")
+    p.add_argument("--nodes", type=int, help="default: the model's (MODELS)")
     p.add_argument("--gpus-per-node", type=int)
     p.add_argument("--steps", type=int, default=1000, help="training steps (prefill steps come on top)")
-    p.add_argument("--run-root", default="results/paper/runs")
-    p.add_argument("--data-dir", default="results/paper/data")
+    p.add_argument("--out", help="run directory (default results/paper/runs/<run_id>)")
+    p.add_argument("--data", default="results/paper/data", help="`m2po data build` output folder")
     p.add_argument("--model-path", help="local weights instead of the hub id")
     p.add_argument("--python", default="python3")
     p.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
@@ -211,30 +194,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.list:
         for run in paper_runs(args.study):
-            print(f"{run.run_id}\t{','.join(run.studies)}")
+            print(run.run_id)
         return 0
     if args.run_id:
-        run = find_run(args.run_id)
+        run = parse_run_id(args.run_id)
     elif args.model and args.method:
-        run = PaperRun(args.model, args.method, args.staleness, args.tau, args.seed)
+        run = RunSpec(args.model, args.method, args.staleness, args.seed, args.tau)
     else:
-        _parser().error("give --run-id, or --model and --method (or --list)")
+        parser.error("give --run-id, or --model and --method (or --list)")
+    out = args.out or os.path.join("results/paper/runs", run.run_id)
     overrides = build_overrides(
-        run, args.nodes, args.gpus_per_node, args.steps, args.run_root, args.data_dir,
+        run, args.nodes, args.gpus_per_node, args.steps, out, args.data,
         args.mask_scope, args.format_reward, args.model_path, args.overrides,
     )  # fmt: skip
     cmd = build_command(overrides, args.python)
-    env = {"VERL_FILE_LOGGER_PATH": os.path.join(args.run_root, run.run_id, "metrics.jsonl")}
+    env = {"VERL_FILE_LOGGER_PATH": os.path.join(out, "metrics.jsonl")}
     if args.dry_run:
         if args.json:
             print(json.dumps({"run_id": run.run_id, "command": cmd, "env": env}, indent=2))
         else:
             print(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(cmd))
         return 0
-    Path(env["VERL_FILE_LOGGER_PATH"]).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).mkdir(parents=True, exist_ok=True)
     return subprocess.call(cmd, env={**os.environ, **env})
 
 

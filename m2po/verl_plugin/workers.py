@@ -33,31 +33,11 @@ from verl.utils.device import get_device_id
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 from verl.workers.utils.padding import no_padding_2_padding
 
-from .adapter import keep_mask_context
+from .adapter import KEEP_MASK_KEY, M2POLossFn
 from .config import policy_loss_settings
 from .mask import distributed_m2po_mask
 
 __all__ = ["KEEP_MASK_KEY", "M2POActorRolloutRefWorker", "M2POLossFn", "M2POTrainingWorker", "minibatch_tau"]
-
-#: tensor field of the mini-batch TensorDict holding the ``minibatch``-scope keep-mask
-KEEP_MASK_KEY = "m2po_keep_mask"
-
-
-class M2POLossFn:
-    """verl's loss function (``partial(ppo_loss, config=actor_config)``) with the micro-batch's keep-mask
-    made visible to the ``m2po`` policy loss; identical to the wrapped function otherwise."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    @property
-    def actor_config(self) -> Any:
-        return getattr(self.inner, "keywords", {}).get("config")
-
-    def __call__(self, model_output: Any, data: TensorDict, dp_group: Any = None) -> Any:
-        mask = data[KEEP_MASK_KEY] if KEEP_MASK_KEY in data.keys() else None
-        with keep_mask_context(mask):
-            return self.inner(model_output=model_output, data=data, dp_group=dp_group)
 
 
 def minibatch_tau(actor_config: Any) -> float | None:

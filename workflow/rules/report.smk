@@ -4,10 +4,11 @@ rule report:
     output:
         md=f"{RES}/report.md",
         html=f"{RES}/report.html",
+        claims=f"{RES}/claims.csv",
     log:
         f"{RES}/logs/report.log",
     benchmark:
         f"{RES}/benchmarks/report.tsv"
     threads: 1
     shell:
-        "m2po report --results {RES} --profile {config[profile]} --stale {config[stale]} > {log} 2>&1"
+        "m2po report --results {RES} --profile {config[profile]} --stale {config[stale]} --no-figures > {log} 2>&1"
