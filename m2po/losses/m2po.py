@@ -93,4 +93,4 @@ def m2po(batch: PolicyBatch, tau: float = 0.04, keep_mask: torch.Tensor | None =
     zero = torch.zeros((), dtype=batch.log_ratio.dtype, device=batch.mask.device)
     loss_mat = torch.where(keep, -batch.advantages * batch.ratio, zero)
     removed = tr & ~keep
-    return TokenObjective(loss_mat=loss_mat, clipped=removed, zero_grad=removed, extra_metrics={"tau": tau})
+    return TokenObjective(loss_mat=loss_mat, clipped=removed, zero_grad=removed, extra_metrics={"m2po/tau": tau})

@@ -41,13 +41,17 @@ _INFO: dict[str, LossInfo] = {}
 
 
 def truncated_is_weight(
-    old_log_prob: torch.Tensor, rollout_log_prob: torch.Tensor, cap: float, mask: torch.Tensor
+    old_log_prob: torch.Tensor,
+    rollout_log_prob: torch.Tensor,
+    cap: float,
+    mask: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """TIS (Yao et al. 2025, "Your efficient RL framework secretly brings you off-policy RL"):
     w = min(π_old / π_rollout, C), detached — corrects the inference/training engine mismatch."""
     if cap is None or cap <= 0:
         raise ValueError(f"`tis_cap` must be > 0 when `rollout_log_prob` is given, got {cap!r}")
-    log_w = (old_log_prob.detach().float() - rollout_log_prob.detach().float()).clamp(max=20.0)
+    log_w = (old_log_prob.detach().to(dtype) - rollout_log_prob.detach().to(dtype)).clamp(max=20.0)
     w = torch.exp(log_w).clamp(max=cap)
     return torch.where(mask, w, torch.zeros_like(w))
 
@@ -101,8 +105,8 @@ def register_policy_loss(name: str, reference: str = "") -> Callable[[TokenObjec
                     )
                 loss_mat = loss_mat * rollout_is_weights.detach().to(loss_mat.dtype)
             if rollout_log_prob is not None:
-                loss_mat = loss_mat * truncated_is_weight(old_log_prob, rollout_log_prob, tis_cap, batch.mask).to(
-                    loss_mat.dtype
+                loss_mat = loss_mat * truncated_is_weight(
+                    old_log_prob, rollout_log_prob, tis_cap, batch.mask, dtype=loss_mat.dtype
                 )
             mode = loss_agg_mode or obj.default_agg or "token-mean"
             loss = agg_loss(loss_mat, batch.mask, mode, global_token_count, global_seq_count)

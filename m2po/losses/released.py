@@ -56,7 +56,10 @@ def released_threshold(log_ratio: torch.Tensor, tr: torch.Tensor, tau: float) ->
     sv, cs = sorted_v.to(torch.float64), csum.to(torch.float64)
     rest = torch.arange(n - 1, -1, -1, device=v.device, dtype=torch.float64)
     reached = (sv - _TOL) * rest + cs >= target - _TOL
-    k = int(torch.argmax(reached.to(torch.uint8)))  # first True; the last index is always True
+    # First True. In exact arithmetic the last index always qualifies (M2 > τ); in float32 the
+    # sum behind M2 and the cumulative sum can straddle τ·n, and then the loop runs off its end
+    # (the released code crashes there, unpacking its fallback value): take k = n − 1.
+    k = int(torch.argmax(reached.to(torch.uint8))) if bool(reached.any()) else n - 1
     if k == 0:
         return 0.0, m2_now, float(csum[-1]) / n
     cap = float(sorted_v[k - 1])
@@ -90,10 +93,10 @@ def m2po_released(
         eps_high = max(eps_high, floor_high)
     obj = ppo_clip_objective(batch, batch.ratio, 1 - eps_low, 1 + eps_high)
     obj.extra_metrics = {
-        "tau": tau,
-        "released_t": math.inf if t is None else t,
-        "released_clip_low": eps_low,
-        "released_clip_high": eps_high,
-        "m2_winsorized": m2_after,
+        "m2po_released/tau": tau,
+        "m2po_released/t": math.inf if t is None else t,
+        "m2po_released/clip_low": eps_low,
+        "m2po_released/clip_high": eps_high,
+        "m2po_released/m2_winsorized": m2_after,
     }
     return obj
