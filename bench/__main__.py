@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["losses", "sampler"]
+BENCHES = ["losses", "sampler", "hf_sampler", "grading"]
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ time, so its own verl import overlaps with the rest of the session.
 
 from __future__ import annotations
 
+import atexit
 import subprocess
 import sys
 
@@ -21,6 +22,7 @@ ok = all(getattr(R.get(n), "_m2po_loss", False) for n in names) and "m2po.verl_p
 print("REGISTERED" if ok else "MISSING", sorted(R))
 """
 _probe = subprocess.Popen([sys.executable, "-c", _PROBE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+atexit.register(lambda: _probe.poll() is None and _probe.kill())  # collected, then deselected
 
 import verl  # noqa: E402,F401
 from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn  # noqa: E402
@@ -36,6 +38,7 @@ B, L = 6, 9
 
 def actor_config(loss_mode: str, loss_agg_mode: str = "token-mean", **pl) -> FSDPActorConfig:
     """verl's FSDP actor config with its defaults, our policy-loss config inside (as Hydra builds it)."""
+    pl.setdefault("mask_scope", "microbatch")
     return FSDPActorConfig(
         strategy="fsdp",
         rollout_n=8,
@@ -164,7 +167,7 @@ def test_grpo_reads_verl_clip_ratios_and_dual_clip() -> None:
     b = make_batch(5)
     cfg = FSDPActorConfig(
         strategy="fsdp", rollout_n=8, ppo_micro_batch_size_per_gpu=2, clip_ratio_low=0.1, clip_ratio_high=0.3,
-        clip_ratio_c=2.0, policy_loss=M2POPolicyLossConfig(loss_mode="grpo", dual_clip=True),
+        clip_ratio_c=2.0, policy_loss=M2POPolicyLossConfig(loss_mode="grpo", dual_clip=True, mask_scope="microbatch"),
     )  # fmt: skip
     got = verl_call("grpo", cfg, b)
     want = direct_call("grpo", b, clip_low=0.1, clip_high=0.3, clip_c=2.0)
@@ -202,3 +205,4 @@ def test_config_validation_says_how_to_fix() -> None:
     with pytest.raises(ConfigError, match="clip_high"):
         M2POPolicyLossConfig(loss_mode="m2po", loss_params={"clip_high": 0.3})
     assert M2POPolicyLossConfig(loss_mode="gspo", loss_params={"clip_high": 5e-4}).loss_params == {"clip_high": 5e-4}
+    assert M2POPolicyLossConfig().mask_scope == "minibatch"  # the CPU engine's default too

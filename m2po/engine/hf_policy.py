@@ -442,19 +442,9 @@ def _data_manifest(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def _is_fallback(manifest: dict[str, Any] | None, path: str | Path) -> bool:
-    """``is_fallback`` for this file: top level, or in a per-dataset entry naming the file."""
-    if not manifest:
-        return False
-    if "is_fallback" in manifest:
-        return bool(manifest["is_fallback"])
-    name = Path(path).name
-    stem = Path(path).parent.name
-    for key in (stem, name, Path(path).stem):
-        entry = manifest.get(key)
-        if isinstance(entry, Mapping) and "is_fallback" in entry:
-            return bool(entry["is_fallback"])
-    return False
+def _is_fallback(manifest: dict[str, Any] | None) -> bool:
+    """The data stage's ``is_fallback`` flag (a missing manifest means the file is what it says)."""
+    return bool(manifest and manifest.get("is_fallback", False))
 
 
 def _math_reward() -> Callable[[str, str], float]:
@@ -481,11 +471,11 @@ def build_hf_run(cfg: TrainConfig) -> RunSetup:
         train, sources = read_problems(t.dataset)
         data_info: dict[str, Any] = {"source": str(t.dataset), "n_rows": len(train)}
         dm = _data_manifest(t.dataset)
-        fallback = _is_fallback(dm, t.dataset)
+        fallback = _is_fallback(dm)
         if t.eval_dataset:
             evals, eval_sources = read_problems(t.eval_dataset)
             edm = _data_manifest(t.eval_dataset)
-            fallback = fallback or _is_fallback(edm, t.eval_dataset)
+            fallback = fallback or _is_fallback(edm)
             data_info.update(eval_source=str(t.eval_dataset), eval_manifest=edm)
         else:
             if len(train) < 2:

@@ -46,8 +46,8 @@ class SFTConfig:
     """Supervised warm start. Defaults are the "0.1M" calibration; see ``SFT_PRESETS``."""
 
     size: str = "0.1M"  # key of MODEL_SIZES
-    steps: int = 3000
-    batch_size: int = 256
+    steps: int = 1200
+    batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100  # linear warm-up, then cosine decay to lr * min_lr_frac
@@ -68,7 +68,7 @@ class SFTConfig:
 #: temperature-1 sampled accuracy ~0.5-0.75.
 SFT_PRESETS: dict[str, SFTConfig] = {
     "0.1M": SFTConfig(size="0.1M"),
-    "1M": SFTConfig(size="1M"),
+    "1M": SFTConfig(size="1M", steps=1000, batch_size=64, lr=1e-3),
 }
 
 

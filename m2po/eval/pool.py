@@ -18,6 +18,7 @@ is stopped by the kernel once its task exceeds a CPU-time limit of twice the tim
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import time
@@ -69,6 +70,8 @@ def _limit_cpu(seconds: float) -> None:
 
 def _worker_main(conn: Connection, extraction: str, soft_timeout_s: int, cpu_limit_s: float) -> None:
     """Loop: receive ``(task_id, response, ground_truth)``, send back the verdict as a tuple."""
+    # math-verify logs every timeout as a warning; here the verdict's status already records it
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
     while True:
         try:
             msg = conn.recv()

@@ -40,10 +40,11 @@ class M2POPolicyLossConfig(PolicyLossConfig):
     Args:
         tau: M2 threshold τ of Algorithm 1 (§5.2); 0.04 in every run of the paper, swept 0-0.16 in Fig. 8.
             Used by ``m2po`` and ``m2po_released``.
-        mask_scope: ``"microbatch"`` computes the ``m2po`` keep-mask per loss call, i.e. per micro-batch and
-            data-parallel rank, as the authors' released code does (§3 of PAPER.md); ``"minibatch"`` computes
-            Algorithm 1 once over the whole optimizer mini-batch across all data-parallel ranks (a no-grad
-            log-prob pass plus an exact distributed threshold search; needs the M2PO worker).
+        mask_scope: ``"minibatch"`` (default, as in the CPU engine) computes Algorithm 1 once over the whole
+            optimizer mini-batch across all data-parallel ranks (a no-grad log-prob pass plus an exact
+            distributed threshold search; needs the M2PO worker of ``m2po.verl_plugin.main``);
+            ``"microbatch"`` computes the ``m2po`` keep-mask per loss call, i.e. per micro-batch and
+            data-parallel rank, as the authors' released code does (PAPER.md §3).
         floor_low / floor_high: the released code's optional clip floors (ε_low >= floor_low, ε_high >=
             floor_high); inactive (None) in the released runs. ``m2po_released`` only.
         dual_clip: ``grpo`` only: apply dual-clip PPO with verl's ``clip_ratio_c`` (off in the paper, App. B).
@@ -52,7 +53,7 @@ class M2POPolicyLossConfig(PolicyLossConfig):
     """
 
     tau: float = 0.04
-    mask_scope: str = "microbatch"
+    mask_scope: str = "minibatch"
     floor_low: Optional[float] = None  # noqa: UP045 - OmegaConf structured configs need typing.Optional
     floor_high: Optional[float] = None  # noqa: UP045
     dual_clip: bool = False
@@ -83,8 +84,10 @@ class M2POPolicyLossConfig(PolicyLossConfig):
 
 
 def policy_loss_settings(policy_loss: Any) -> dict[str, Any]:
-    """Our settings from any ``policy_loss`` node (our subclass, verl's class, a DictConfig or a dict),
-    falling back to :class:`M2POPolicyLossConfig`'s defaults for missing keys."""
+    """Our settings from any ``policy_loss`` node (our subclass, verl's class, a DictConfig or a dict).
+
+    Missing keys take :class:`M2POPolicyLossConfig`'s defaults, except ``mask_scope``: a node without it
+    (verl's plain ``PolicyLossConfig``) means verl's plain worker, which can only do ``microbatch``."""
     defaults = {"tau": 0.04, "mask_scope": "microbatch", "floor_low": None, "floor_high": None, "dual_clip": False}
     out: dict[str, Any] = {}
     for key, default in defaults.items():

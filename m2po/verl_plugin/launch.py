@@ -123,7 +123,7 @@ def build_overrides(
     steps: int = 1000,
     out: str | None = None,
     data_dir: str = "results/paper/data",
-    mask_scope: str = "microbatch",
+    mask_scope: str = "minibatch",
     format_reward: float = 0.0,
     model_path: str | None = None,
     extra: list[str] | None = None,
@@ -178,7 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--staleness", type=int, default=0, help="s in optimizer updates (multiple of 4)")
     p.add_argument("--tau", type=float, default=None, help=f"M2PO's τ; given: a τ-sweep run (default {DEFAULT_TAU})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mask-scope", default="microbatch", choices=("microbatch", "minibatch"))
+    p.add_argument(
+        "--mask-scope", default="minibatch", choices=("minibatch", "microbatch"), help="microbatch = released code"
+    )
     p.add_argument("--format-reward", type=float, default=0.0, help="0.0 released code, 0.1 paper text")
     p.add_argument("--nodes", type=int, help="default: the model's (MODELS)")
     p.add_argument("--gpus-per-node", type=int)

@@ -90,7 +90,7 @@ def distributed_m2po_mask(
         [
             torch.where(small, sq, 0.0).sum(),
             small.sum().to(torch.float64),
-            torch.tensor(float(cand_idx.numel()), device=dev),
+            torch.tensor(float(cand_idx.numel()), dtype=torch.float64, device=dev),
         ]
     )
     all_stats = [torch.empty_like(stats) for _ in range(world)]
