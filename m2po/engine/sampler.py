@@ -14,6 +14,10 @@ the tempered distribution's log-prob, and the training forward must then be call
 ``temperature`` to agree. With ``greedy=True`` the same quantity is recorded for the argmax
 token (the "behaviour" of a greedy decode is a point mass; the recorded value is for diagnostics).
 
+``response_mask`` is authoritative: the model's vocabulary includes pad and bos, and an untrained
+policy may sample them as ordinary response tokens (True in the mask, skipped by ``decode``), so
+never recover the mask from ``input_ids != pad_id``.
+
 Random numbers: each step draws ``torch.multinomial(probs, 1, generator=generator)`` for the
 whole batch, finished rows included, so the generator stream depends only on the batch size and
 the number of steps; the cached and uncached samplers therefore draw the same tokens.
