@@ -93,7 +93,8 @@ def to_markdown(rows: Sequence[dict[str, Any]], spec: SuiteSpec | None = None, t
     for r in rows:
         name = r["benchmark"]
         label = spec.resolve(name).label if spec is not None and name != PAPER_AVG else name
-        ci = f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]" if math.isfinite(r.get("ci_low") or math.nan) else "–"
+        lo = r.get("ci_low")
+        ci = f"[{pct(lo)}, {pct(r['ci_high'])}]" if isinstance(lo, float) and math.isfinite(lo) else "–"
         extra = f" (missing: {r['missing']})" if r.get("missing") else ""
         lines.append(
             f"| {label}{extra} | {_fmt(r.get('k'))} | {pct(r['avg_at_k'])} | {ci} | {pct(r.get('maj_at_k'))} "
