@@ -15,7 +15,7 @@ import pytest
 import torch
 
 FAST = [
-    "warm_start.steps=150",
+    "warm_start.steps=400",
     "rollout.prompts_per_batch=8",
     "rollout.group_size=4",
     "rollout.max_new_tokens=4",
@@ -27,7 +27,7 @@ FAST = [
 
 @pytest.fixture(scope="module", autouse=True)
 def shared_warm_start(tmp_path_factory):
-    """One short warm start (150 SFT steps) shared by every run of this module, like the grid does."""
+    """One short warm start (400 SFT steps) shared by every run of this module, like the grid does."""
     global _CACHE
     _CACHE = str(tmp_path_factory.mktemp("warm"))
     res = train(

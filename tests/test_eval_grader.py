@@ -106,6 +106,14 @@ PAIRS = [
     (B("x > 2"), "x>2", True, "inequality"),
     (B("\\{x | -2 \\leq x < 1\\}"), "\\{x|-2\\leq x < 1\\}", True, "set builder"),
     (B("[-2, 1)"), "\\{x|-2\\leq x < 1\\}", True, "interval vs set-builder (same set)"),
+    # numerals in another base (MATH500 has several)
+    (B("4343_6"), "4343_6", True, "base subscript"),
+    (B("4343_7"), "4343_6", False, "same digits, other base"),
+    (B("1000_{2}"), "1000_2", True, "base subscript in braces"),
+    (B("10_{10}"), "1010_2", True, "same number written in another base"),
+    (B("4343"), "4343_6", True, "digits without the base the question asked for"),
+    # units are not compared (math-verify strips them)
+    (B("6.4 \\text{ cm}^{-4}"), "6.4 \\text{ cm}^{-3}", False, "same number, different unit"),
 ]
 
 #: pairs where math-verify's verdict differs from the human's: known limitations, with the reason
@@ -113,6 +121,7 @@ KNOWN_LIMITATIONS = {
     "truncated decimal is not exactly 1/3": "math-verify compares numbers rounded to 6 decimals (float_rounding=6), "
     "so a truncated repeating decimal with >= 7 digits is accepted",
     "interval vs set-builder (same set)": "math-verify does not convert set-builder notation {x | ...} to an interval",
+    "same number, different unit": "math-verify removes units before comparing, so a wrong unit is not detected",
 }
 
 

@@ -65,16 +65,17 @@ class SFTConfig:
 
 
 #: Calibrated with the default ``ArithmeticTask()`` (held-out set of 1000, 4 samples per problem),
-#: seed 0, ``torch.set_num_threads(1)``, on the shared 2-core dev machine (load average 2-4 from
-#: other processes). Measured: "0.1M" greedy 0.966, sampled 0.619 +- 0.009, 61 s wall (45 s CPU);
-#: "1M" greedy 0.944, sampled 0.597 +- 0.008, 109 s wall (105 s CPU). With 2 threads the 0.1M run
-#: took 176 s (OpenMP threads fight the other processes for the two cores) and, because reductions
-#: are split differently, gave a different model (greedy 0.993, sampled 0.629): warm starts are
-#: bit-reproducible for a fixed thread count. The 1M preset needs lr 1e-3 (2e-3 and 5e-3 stalled
-#: near greedy 0.3 and 0.06 after 900 / 600 steps) and batch 64 to fit its ~3 min budget.
+#: seed 0, ``torch.set_num_threads(1)``, on the shared 2-core dev machine (load average 2-3 from
+#: other processes). Measured: "0.1M" greedy 0.971, sampled 0.634 +- 0.008, 51 s wall (46 s CPU);
+#: "1M" greedy 0.914, sampled 0.562 +- 0.009, 146 s wall (113 s CPU); 1200 steps gave no gain
+#: (0.916 / 0.564). With 2 threads the 0.1M run took 176 s (OpenMP threads fight the other
+#: processes for the two cores) and, reductions being split differently, gave a different model:
+#: warm starts are bit-reproducible for a fixed thread count only. The 1M preset needs lr 1e-3
+#: (2e-3 and 5e-3 stalled near greedy 0.3 and 0.06 after 900 / 600 steps) and batch 64 to fit its
+#: ~3 min budget. Addition only: with subtraction the 0.1M model needed ~2x the steps.
 SFT_PRESETS: dict[str, SFTConfig] = {
     "0.1M": SFTConfig(size="0.1M"),
-    "1M": SFTConfig(size="1M", steps=1200, batch_size=64, lr=1e-3),
+    "1M": SFTConfig(size="1M", steps=1000, batch_size=64, lr=1e-3),
 }
 
 

@@ -142,6 +142,27 @@ def _clean(ans: str) -> str:
     return out.strip()
 
 
+_BASE = re.compile(r"^\s*([0-9A-Za-z]+)_\{?(\d+)\}?\s*$")
+
+
+def _base_value(ans: str) -> int | None:
+    """The value of a base-subscripted numeral (``4343_6``, ``AB_{12}``), else None.
+
+    math-verify drops the subscript, so ``4343_7`` would match ``4343_6``; when both sides carry a
+    base we compare the numbers they denote instead.
+    """
+    m = _BASE.match(ans)
+    if not m:
+        return None
+    base = int(m.group(2))
+    if not 2 <= base <= 36:
+        return None
+    try:
+        return int(m.group(1), base)
+    except ValueError:
+        return None
+
+
 def _split_percent(ans: str) -> tuple[str, bool]:
     """``("10", True)`` for ``10\\%``: math-verify leaves a percent answer unparsed."""
     stripped = _PERCENT.sub("", ans)
@@ -204,6 +225,10 @@ def grade_one(
                 return GradeResult("no_answer", False, None)
             if len(extracted) > MAX_ANSWER_CHARS:
                 return GradeResult("error", False, extracted[:200], f"extracted answer > {MAX_ANSWER_CHARS} chars")
+            gold_base, pred_base = _base_value(ground_truth), _base_value(extracted)
+            if gold_base is not None and pred_base is not None:
+                ok = gold_base == pred_base
+                return GradeResult("correct" if ok else "incorrect", ok, extracted)
             pred = _parse_boxed(extracted, t)
         elif extraction == "math_verify":
             pred = _parse_pred_full(response, t)

@@ -43,8 +43,12 @@ class GradeTask:
 
 
 def soft_timeout_for(hard_timeout_s: float) -> int:
-    """math-verify's per-call soft timeout: a third of the hard one (parse gold, parse pred, verify)."""
-    return max(1, min(DEFAULT_SOFT_TIMEOUT_S, int(hard_timeout_s // 3)))
+    """math-verify's per-call soft timeout: half the hard one, at most 5 s.
+
+    Each sample makes three bounded calls (parse gold, parse pred, verify); a third of the hard timeout
+    would never need a kill, but under CPU contention it turned slow-but-fine samples into timeouts.
+    """
+    return max(1, min(DEFAULT_SOFT_TIMEOUT_S, int(hard_timeout_s // 2)))
 
 
 def _limit_cpu(seconds: float) -> None:
@@ -114,7 +118,7 @@ class GradingPool:
     """``with GradingPool(workers=2, timeout_s=10) as pool: for task, res in pool.imap(tasks): ...``
 
     ``timeout_s`` is a hard wall-clock bound per sample, counted from when the task reaches a worker.
-    ``soft_timeout_s`` (default: a third of it) is math-verify's own timeout inside the worker, which
+    ``soft_timeout_s`` (default: half of it, at most 5 s) is math-verify's own timeout inside the worker, which
     answers ``timeout`` without the cost of a restart whenever it works; 0 disables it.
     Results come back in completion order, each paired with its task. ``n_killed`` counts workers
     killed for exceeding the timeout; ``n_crashed`` those that died on their own.
