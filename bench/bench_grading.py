@@ -124,15 +124,19 @@ def machine_parallelism() -> float:
     return serial / (time.perf_counter() - t0)
 
 
-def time_pool(pairs: list[tuple[str, str, str, bool]], workers: int) -> tuple[float, list[str]]:
+def time_pool(pairs: list[tuple[str, str, str, bool]], workers: int) -> tuple[float, list[str], float]:
+    """``(seconds, statuses, occupancy)``; occupancy = share of the time each worker held a task: near
+    1.0 means the parent keeps every worker fed, so any missing speed-up is the machine's, not the pool's."""
     with GradingPool(workers=workers, timeout_s=TIMEOUT_S) as pool:
         pool.grade_many([("\\boxed{1}", "1")] * (2 * workers))  # workers up and warm
         tasks = [GradeTask(i, r, g) for i, (_, r, g, _) in enumerate(pairs)]
         statuses = [""] * len(pairs)
+        busy0 = pool.busy_s
         t0 = time.perf_counter()
         for task, res in pool.imap(tasks):
             statuses[task.key] = res.status
-        return time.perf_counter() - t0, statuses
+        wall = time.perf_counter() - t0
+        return wall, statuses, (pool.busy_s - busy0) / (wall * workers)
 
 
 def main() -> None:
@@ -146,8 +150,8 @@ def main() -> None:
     t0 = time.perf_counter()
     inproc = [grade_one(r, g).status for _, r, g, _ in pairs]
     t_in = time.perf_counter() - t0
-    t1, s1 = time_pool(pairs, 1)
-    t2, s2 = time_pool(pairs, 2)
+    t1, s1, occ1 = time_pool(pairs, 1)
+    t2, s2, occ2 = time_pool(pairs, 2)
     cap_after = machine_parallelism()
     rows = [
         ["in-process (main thread)", n, t_in, n / t_in, "–"],
@@ -166,6 +170,7 @@ def main() -> None:
         f"this machine's own 2-process speed-up on pure CPU work, before/after: {cap_before:.2f}x / {cap_after:.2f}x"
         f" -> pool scaling efficiency {t1 / t2 / cap:.0%} of what the machine offered"
     )
+    print(f"worker occupancy (share of time each worker held a task): 1 worker {occ1:.0%}, 2 workers {occ2:.0%}")
     print(f"isolation overhead per sample (pool-1 minus in-process): {1000 * (t1 - t_in) / n:.2f} ms")
     agree = sum(a == b == c for a, b, c in zip(inproc, s1, s2))
     print(f"verdicts identical in all three modes: {agree}/{n}")

@@ -111,3 +111,20 @@ def test_abandoned_imap_does_not_wedge_the_pool(pool: GradingPool):
     next(it)  # the caller stops after one result, leaving a sample in flight
     del it
     assert pool.grade("\\boxed{5}", "5").correct
+
+
+def test_workers_run_concurrently(pool: GradingPool):
+    """Samples that each hit math-verify's 1 s (wall-clock) soft timeout: two workers finish two of them
+    in about the time one worker needs for one, whatever share of the CPU this machine gives them,
+    so the parent really keeps both busy."""
+
+    def run(p: GradingPool) -> float:
+        tasks = [GradeTask(i, PATHOLOGICAL["power tower"], "1") for i in range(2)]
+        t0 = time.monotonic()
+        assert [r.status for _, r in p.imap(tasks)] == ["timeout", "timeout"]
+        return time.monotonic() - t0
+
+    with GradingPool(workers=1, timeout_s=TIMEOUT_S) as single:
+        t1 = run(single)
+    t2 = run(pool)
+    assert t1 / t2 > 1.5, f"1 worker {t1:.2f}s vs 2 workers {t2:.2f}s"

@@ -150,6 +150,7 @@ class GradingPool:
         self.n_killed = 0
         self.n_crashed = 0
         self.n_graded = 0
+        self.busy_s = 0.0  # summed wall time workers spent holding a task (occupancy diagnostics)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def __enter__(self) -> GradingPool:
@@ -246,6 +247,7 @@ class GradingPool:
                     res = self._replace(i, task, "timeout", f"killed after {self.timeout_s:g} s wall clock")
                     self.n_killed += 1
                 if res is not None:
+                    self.busy_s += now - (w.deadline - self.timeout_s)
                     del busy[i]
                     self.n_graded += 1
                     if on_result is not None:

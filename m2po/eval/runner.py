@@ -295,10 +295,10 @@ class Evaluation:
             "grading": {**self.grader, "soft_timeout_s": soft_timeout_for(self.cfg.timeout_s)},
             "counts": self.counts,
             "pool": {"killed": self._pool.n_killed, "crashed": self._pool.n_crashed} if self._pool else None,
-            "summary": rows,
+            "summary": [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows],
             "cache_keys": {"generation": self.genkey, "grading": self.gradekey},
         }
-        write_text_atomic(out / "run.json", json.dumps(info, indent=2, default=str, allow_nan=True) + "\n")
+        write_text_atomic(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")
 
 
 def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
