@@ -65,8 +65,11 @@ else:
             tau=lambda wc: (
                 f"--tau {parse_run_id(wc.run_id).tau}" if parse_run_id(wc.run_id).tau is not None else ""
             ),
+        # verl logs one line per step to <out>/metrics.jsonl; m2po.verl_plugin.tidy converts it into
+        # the declared updates/evals/tokens.csv (docs/verl.md, "Tidy logs")
         shell:
             "python -m m2po.verl_plugin.launch --model {params.spec.model} --method {params.spec.method} "
             "--staleness {params.spec.staleness} --seed {params.spec.seed} "
             "{params.tau} --nodes {resources.nodes} --gpus-per-node {config[gpus_per_node]} "
-            "--data {RES}/data --out {RES}/runs/{wildcards.run_id} > {log} 2>&1"
+            "--data {RES}/data --out {RES}/runs/{wildcards.run_id} > {log} 2>&1 && "
+            "python -m m2po.verl_plugin.tidy {RES}/runs/{wildcards.run_id} >> {log} 2>&1"

@@ -1,0 +1,249 @@
+"""verl's ``metrics.jsonl`` → the run directory's tidy logs (ARCHITECTURE.md contracts 2 and 3).
+
+    python -m m2po.verl_plugin.tidy results/paper/runs/<run_id>
+
+A verl run (:mod:`m2po.verl_plugin.launch`) logs through verl's file logger to ``<out>/metrics.jsonl``
+(``VERL_FILE_LOGGER_PATH``): one line ``{"step": <global step>, "data": {<verl metric>: value}}`` per
+step, plus one for the validation before training (step 0). :func:`tidy_run` turns it into
+
+* ``updates.csv`` with the tiny engine's columns (``m2po.engine.loop.UPDATE_COLUMNS``);
+* ``evals.csv`` with the verl columns ``update, benchmark, avg_at_k, ci_low, ci_high, k, n_problems,
+  n_timeouts`` (what :func:`m2po.analysis.accuracy` reads);
+* ``tokens.csv``: the header only (verl logs no per-token sample; Fig. 4b needs the tiny engine's).
+
+**Granularity.** verl reduces the ``n`` optimizer updates of a step (``n = 4`` mini-batches in the paper)
+into one value per metric before logging, so per-update values are gone. ``updates.csv`` therefore has
+**one row per training step, placed at the step's last update**: ``update = updates_done − 1`` (0-based,
+``updates_done`` counted after the step, so training step ``i`` → update ``i·n + n − 1``), and
+``step = update // n`` (0-based training step, as in the tiny engine). Every metric is the step's value
+as verl reduced it (:func:`verl.utils.metric.reduce_metrics`: mean over micro-batches, ranks and the
+step's updates; e.g. ``ratio_max`` is a mean of micro-batch maxima). ``staleness`` and
+``behaviour_version`` are those of the row's update, from :class:`~m2po.verl_plugin.trainer.M2POTrainer`'s
+records: ``staleness = m2po/staleness_max`` (the last update of the step is ``s + n − 1`` updates old in
+steady state), so ``staleness = update − behaviour_version`` exactly as in the tiny engine. Prefill steps
+(``m2po/prefill = 1``: generation only) make no row. A plain verl run (no ``m2po/*`` keys) counts ``n``
+updates per step with training metrics and leaves ``staleness``/``behaviour_version`` empty.
+
+**Evaluations.** verl's validation metric ``val-{core,aux}/<data_source>/<var>/mean@<k>`` (``var`` =
+``acc`` from our reward function, else ``score``/``reward``; the largest ``k``) becomes one ``evals.csv``
+row per data source: ``avg_at_k`` = the mean accuracy over ``k`` samples per problem, ``k``, and
+``update`` = the number of updates the validated policy has made (the validation runs after the step's
+update; step 0 is the initial policy). ``ci_low``, ``ci_high``, ``n_problems`` and ``n_timeouts`` are not
+in verl's log and stay empty (the offline ``m2po eval`` of the checkpoints fills them).
+
+Columns verl does not log (e.g. ``n_tokens``: verl keeps a per-micro-batch mean, not the update's total)
+are empty cells; keys this module does not know are ignored. A step logged twice (a resumed run that
+appended to the file) keeps the later values. Caveat: verl 0.9.1's ``FileLogger`` opens the file with
+``"wb"``, so a resumed run *truncates* ``metrics.jsonl``; a validation line at a resumed step without
+training keys takes its update count from the next step's ``m2po/updates_done``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from m2po.engine.loop import TOKEN_COLUMNS, UPDATE_COLUMNS
+from m2po.engine.rundir import atomic_write_bytes, format_value
+from m2po.losses import METRIC_NAMES
+
+__all__ = [
+    "EVAL_COLUMNS",
+    "METRICS_FILE",
+    "UPDATE_KEYS",
+    "MetricsFormatError",
+    "eval_rows",
+    "read_metrics",
+    "tidy_records",
+    "tidy_run",
+]
+
+METRICS_FILE = "metrics.jsonl"
+#: the verl runs' evaluation columns (ARCHITECTURE.md §3)
+EVAL_COLUMNS = ["update", "benchmark", "avg_at_k", "ci_low", "ci_high", "k", "n_problems", "n_timeouts"]
+
+#: updates.csv column -> verl metric keys, first present wins (update/step/staleness/behaviour_version
+#: are computed, see the module docstring)
+UPDATE_KEYS: dict[str, tuple[str, ...]] = {
+    "reward_mean": ("critic/score/mean", "critic/rewards/mean"),
+    "loss": ("actor/loss", "actor/pg_loss"),
+    **{name: (f"actor/m2po/{name}",) for name in METRIC_NAMES if name != "n_tokens"},
+    "entropy": ("actor/entropy",),
+    "grad_norm": ("actor/grad_norm",),
+    "lr": ("actor/lr",),
+}
+# verl's standard names as fallbacks (a run with one of verl's own losses)
+UPDATE_KEYS["clipped_frac"] += ("actor/pg_clipfrac",)
+UPDATE_KEYS["kl_k1"] += ("actor/ppo_kl",)
+
+#: keys that mark a step in which the actor was updated (for logs without ``m2po/prefill``)
+_TRAIN_MARKERS = ("actor/loss", "actor/pg_loss", "actor/grad_norm")
+_VAL_KEY = re.compile(r"^val-(?:core|aux)/(?P<source>.+)/(?P<var>[^/]+)/mean@(?P<k>\d+)$")
+_VAL_VARS = ("acc", "score", "reward")  # preference order
+
+
+class MetricsFormatError(ValueError):
+    """A line of ``metrics.jsonl`` is not verl's ``{"step": int, "data": {...}}``."""
+
+
+def read_metrics(path: str | Path) -> dict[int, dict[str, Any]]:
+    """``{global step: metrics}`` of a verl ``metrics.jsonl``, lines of the same step merged in file order
+    (later values win). Blank lines are skipped; anything else malformed raises
+    :class:`MetricsFormatError` naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: a verl run writes it when launched with VERL_FILE_LOGGER_PATH "
+            f"(python -m m2po.verl_plugin.launch sets it) and trainer.logger including 'file'"
+        )
+    steps: dict[int, dict[str, Any]] = {}
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise MetricsFormatError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from e
+            step = obj.get("step") if isinstance(obj, dict) else None
+            data = obj.get("data") if isinstance(obj, dict) else None
+            if isinstance(step, bool) or not isinstance(step, int | float) or not isinstance(data, dict):
+                raise MetricsFormatError(
+                    f'{path}:{lineno}: expected verl\'s file-logger line {{"step": <int>, "data": {{...}}}}, '
+                    f"got {line.strip()[:120]!r}"
+                )
+            steps.setdefault(int(step), {}).update(data)
+    return steps
+
+
+def _num(value: Any) -> float | None:
+    """A finite-or-not float, or None for anything that is not a number (null, strings, lists)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _first(data: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        v = _num(data.get(key))
+        if v is not None:
+            return v
+    return None
+
+
+def _as_int(value: float | None) -> int | None:
+    return int(round(value)) if value is not None and math.isfinite(value) else None
+
+
+def _is_training(data: dict[str, Any]) -> bool:
+    prefill = _num(data.get("m2po/prefill"))
+    if prefill is not None:
+        return prefill == 0.0
+    return any(_num(data.get(k)) is not None for k in _TRAIN_MARKERS)
+
+
+def _updates_per_step(data: dict[str, Any], default: int) -> int:
+    """``n`` from the trainer's staleness range of the step (it spans the step's n updates), else ``default``."""
+    lo, hi = _as_int(_num(data.get("m2po/staleness_min"))), _as_int(_num(data.get("m2po/staleness_max")))
+    return hi - lo + 1 if lo is not None and hi is not None and hi >= lo else default
+
+
+def eval_rows(data: dict[str, Any], update: int) -> list[dict[str, Any]]:
+    """One ``evals.csv`` row per data source with a ``val-*/<source>/<var>/mean@<k>`` metric in ``data``."""
+    best: dict[str, tuple[int, int, float]] = {}  # source -> (var rank, -k, value): smallest wins
+    for key, value in data.items():
+        m = _VAL_KEY.match(key)
+        v = _num(value)
+        if not m or v is None or m.group("var") not in _VAL_VARS:
+            continue
+        cand = (_VAL_VARS.index(m.group("var")), -int(m.group("k")), v)
+        source = m.group("source")
+        if source not in best or cand[:2] < best[source][:2]:
+            best[source] = cand
+    return [
+        {"update": update, "benchmark": source, "avg_at_k": v, "ci_low": None, "ci_high": None, "k": -neg_k,
+         "n_problems": None, "n_timeouts": None}
+        for source, (_, neg_k, v) in sorted(best.items())
+    ]  # fmt: skip
+
+
+def tidy_records(
+    steps: dict[int, dict[str, Any]], updates_per_step: int = 4
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(updates rows, evals rows)`` from :func:`read_metrics`'s ``{step: metrics}`` (module docstring)."""
+    order = sorted(steps)
+    updates: list[dict[str, Any]] = []
+    evals: list[dict[str, Any]] = []
+    done = 0  # optimizer updates made so far
+    for idx, g in enumerate(order):
+        data = steps[g]
+        known = _as_int(_num(data.get("m2po/updates_done")))
+        if _is_training(data):
+            n = _updates_per_step(data, updates_per_step)
+            done = known if known is not None else done + n
+            update = done - 1
+            row: dict[str, Any] = {
+                "update": update,
+                "step": update // n,
+                "staleness": _as_int(_num(data.get("m2po/staleness_max"))),
+                "behaviour_version": _as_int(_num(data.get("m2po/behaviour_version"))),
+            }
+            row.update({col: _first(data, keys) for col, keys in UPDATE_KEYS.items()})
+            updates.append({c: row.get(c) for c in UPDATE_COLUMNS})
+        elif known is not None:  # a prefill step
+            done = known
+        elif idx + 1 < len(order) and order[idx + 1] == g + 1:
+            # a line without the trainer's keys (validation before training; at a resumed step the file
+            # was truncated): updates done = the next step's count before its own update
+            nxt = steps[g + 1]
+            nxt_done = _as_int(_num(nxt.get("m2po/updates_done")))
+            if nxt_done is not None:
+                done = nxt_done - (_updates_per_step(nxt, updates_per_step) if _is_training(nxt) else 0)
+        evals.extend(eval_rows(data, done))
+    return updates, evals
+
+
+def _csv_bytes(columns: list[str], rows: list[dict[str, Any]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([format_value(row.get(c)) for c in columns])
+    return buf.getvalue().encode()
+
+
+def tidy_run(out_dir: str | Path, updates_per_step: int = 4) -> None:
+    """Write ``updates.csv``, ``evals.csv`` and a header-only ``tokens.csv`` into ``out_dir`` from its
+    ``metrics.jsonl`` (each file replaced atomically). ``updates_per_step`` is used only when the log has
+    no ``m2po/staleness_min/max`` to infer it from (the paper's runs: 256 / 64 = 4)."""
+    out = Path(out_dir)
+    steps = read_metrics(out / METRICS_FILE)
+    updates, evals = tidy_records(steps, updates_per_step)
+    atomic_write_bytes(out / "updates.csv", _csv_bytes(UPDATE_COLUMNS, updates))
+    atomic_write_bytes(out / "evals.csv", _csv_bytes(EVAL_COLUMNS, evals))
+    atomic_write_bytes(out / "tokens.csv", _csv_bytes(TOKEN_COLUMNS, []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m m2po.verl_plugin.tidy", description=__doc__.split("\n\n")[0])
+    p.add_argument("out_dir", type=Path, help="the run directory holding metrics.jsonl")
+    p.add_argument("--updates-per-step", type=int, default=4, help="n, if the log does not show it (default 4)")
+    args = p.parse_args(argv)
+    try:
+        tidy_run(args.out_dir, args.updates_per_step)
+    except (FileNotFoundError, MetricsFormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out_dir}/updates.csv, evals.csv, tokens.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
