@@ -72,6 +72,7 @@ def train_overrides(spec: RunSpec, config: dict[str, Any]) -> list[str]:
     ]
     if spec.tau is not None:
         out.append(f"algo.loss_params={{tau: {spec.tau}}}")
-    for key, value in (config.get("train_overrides") or {}).items():
+    overrides = {**(config.get("train_overrides") or {}), **(config.get("model_overrides") or {}).get(spec.model, {})}
+    for key, value in overrides.items():
         out.append(f"{key}={value}")
     return out
