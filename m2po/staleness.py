@@ -38,6 +38,8 @@ from typing import Any
 
 import torch
 
+from .fileio import atomic_torch_save
+
 __all__ = ["EmptyQueueError", "QueueEntry", "StaleQueue", "StalenessSchedule"]
 
 _STATE_FORMAT = "m2po.StaleQueue/1"
@@ -135,18 +137,6 @@ class QueueEntry:
     @property
     def spilled(self) -> bool:
         return self.path is not None
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write-then-rename so a crash never leaves a truncated file under the final name."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class StaleQueue:
@@ -345,7 +335,7 @@ class StaleQueue:
     def _spill(self, entry: QueueEntry) -> None:
         """Move one entry's item to disk (named by its unique ``seq``)."""
         path = self._spill_root() / f"{entry.seq:012d}.pt"
-        _atomic_torch_save(entry.item, path)
+        atomic_torch_save(entry.item, path)
         entry.item, entry.path = None, path
 
     def _spill_root(self) -> Path:

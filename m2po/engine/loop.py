@@ -32,9 +32,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import dump_yaml, to_dict
+from ..fileio import atomic_torch_save
 from ..losses import METRIC_NAMES, get_policy_loss, m2po_mask
 from ..staleness import StalenessSchedule, StaleQueue
-from .rundir import CsvLog, atomic_torch_save, record_wall_time, write_manifest
+from .rundir import CsvLog, record_wall_time, write_manifest
 from .setup import build_run
 from .train_config import TrainConfig
 

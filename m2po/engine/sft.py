@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import torch
 
+from ..fileio import atomic_torch_save
 from .model import MODEL_SIZES, TinyModelConfig, TinyTransformer, sequence_log_probs
 from .sampler import left_pad, sample
 from .task import ArithmeticTask, generate_problems, reward
@@ -254,15 +254,7 @@ def warm_start(
                 "metrics": metrics,
                 "version": SFT_FORMAT_VERSION,
             }
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    torch.save(ckpt, f)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            atomic_torch_save(ckpt, path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return path

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from ..fileio import atomic_write_text
 
 
 def iter_jsonl(path: str | os.PathLike[str], strict: bool = False) -> Iterator[dict[str, Any]]:
@@ -136,14 +137,4 @@ def write_jsonl_atomic(path: str | os.PathLike[str], records: Iterable[dict[str,
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, text)
