@@ -8,7 +8,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "workflow/config/tiny.yaml"
+# The tiny study is the default. A profile's (or the command line's) --configfile replaces it
+# rather than merging into it: a merge would carry the tiny grid's blocks into every other study.
+if not config.get("profile"):
+
+    configfile: "workflow/config/tiny.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
