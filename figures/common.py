@@ -182,3 +182,18 @@ def main_guard(fn: Callable[[list[str] | None], int], argv: list[str] | None = N
     except NoData as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def staleness_sweep_figure(argv: list[str] | None, doc: str, method: str, label: str, name: str) -> int:
+    """Fig. 2 / Fig. 11: ``method``'s accuracy at every swept staleness, one panel per model."""
+    ctx = load(parse_args(doc, argv))
+    fig, axes = panels(len(ctx.models))
+    for ax, m in zip(axes, ctx.models):
+        lv = levels(ctx, m, method)
+        for s in lv:
+            ctx.curve(ax, "acc", "acc", m, method, s, **style.sweep_style(method, s, lv))
+        if not lv:
+            ctx.missing.append(f"{m} {label} (any s)")
+        ax.set(title=f"{m}: {label} accuracy by staleness", xlabel="optimizer update", ylabel=ACC_LABEL)
+        legend(ax)
+    return ctx.finish(fig, name)
