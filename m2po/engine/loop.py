@@ -195,17 +195,18 @@ class Trainer:
             self.policy.log_probs(batch["input_ids"][m], batch["attention_mask"][m], batch["response_start"])
             for m in micro
         ]
+        lp_all = torch.cat([f[0].detach() for f in forwards])
         keep = None
         if a.loss == "m2po" and a.mask_scope == "minibatch" and a.micro_batches > 1:
-            lp_all = torch.cat([f[0].detach() for f in forwards])
             tau = a.loss_params.get("tau", 0.04)
             keep = m2po_mask(lp_all, batch["behaviour_log_probs"][rows], adv[rows], mask, tau=tau)
         self.optimizer.zero_grad(set_to_none=True)
+        loss_params = self._loss_params()
         metrics: list[tuple[int, dict[str, float]]] = []
         total_loss = 0.0
         entropy_sum = 0.0
         for i, (m, (lp, ent)) in enumerate(zip(micro, forwards, strict=True)):
-            params = self._loss_params()
+            params = dict(loss_params)
             if keep is not None:
                 params["keep_mask"] = keep[i * step : (i + 1) * step]
             if prox is not None:
@@ -224,16 +225,16 @@ class Trainer:
             total_loss += float(loss.detach())
             entropy_sum += float((ent.detach() * mm).sum())
             metrics.append((int(mm.sum()), met))
-        params = [p for p in self.policy.module.parameters() if p.grad is not None]
+        with_grad = [p for p in self.policy.module.parameters() if p.grad is not None]
         max_norm = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip is not None else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(with_grad, max_norm))
         self.optimizer.step()
         if self.cfg.run.token_sample and self.update % self.cfg.run.token_sample_every == 0:
             self._log_token_sample(
                 batch,
                 rows,
                 adv,
-                torch.cat([f[0].detach() for f in forwards]),
+                lp_all,
                 torch.cat([f[1].detach() for f in forwards]),
             )
         row = _combine_metrics(metrics)

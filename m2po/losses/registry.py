@@ -23,8 +23,8 @@ from .common import PolicyBatch, TokenObjective, agg_loss, prepare_batch, standa
 TokenObjectiveFn = Callable[..., TokenObjective]
 PolicyLossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 
-#: extra per-token tensors a loss may take; they are validated like the log-probs.
-TENSOR_PARAMS = ("proximal_log_prob", "keep_mask")
+#: extra per-token log-prob tensors a loss may take; they are validated like the log-probs.
+TENSOR_PARAMS = ("proximal_log_prob",)
 
 _REGISTRY: dict[str, PolicyLossFn] = {}
 
@@ -64,6 +64,7 @@ def register_policy_loss(name: str, reference: str = "") -> Callable[[TokenObjec
             raise ValueError(f"policy loss {name!r} is already registered")
         sig = inspect.signature(objective)
         defaults = {k: p.default for k, p in sig.parameters.items() if k != "batch" and p.default is not p.empty}
+        accepted = set(sig.parameters) - {"batch"}
 
         def policy_loss(
             log_prob: torch.Tensor,
@@ -79,14 +80,14 @@ def register_policy_loss(name: str, reference: str = "") -> Callable[[TokenObjec
             tis_cap: float | None = None,
             **params: object,
         ) -> tuple[torch.Tensor, dict[str, float]]:
-            unknown = set(params) - set(defaults) - {k for k in sig.parameters if k != "batch"}
+            unknown = set(params) - accepted
             if unknown:
                 raise TypeError(
                     f"policy loss {name!r} got unknown parameter(s) {sorted(unknown)}; "
                     f"it accepts {sorted(defaults)} plus the common ones (loss_agg_mode, "
                     "global_token_count, global_seq_count, rollout_is_weights, rollout_log_prob, tis_cap)"
                 )
-            extra = {k: params[k] for k in TENSOR_PARAMS if k in params and k != "keep_mask"}
+            extra = {k: params[k] for k in TENSOR_PARAMS if k in params}
             batch: PolicyBatch = prepare_batch(
                 log_prob,
                 old_log_prob,
