@@ -37,9 +37,12 @@ PAPER = Semantics()
 
 @dataclass
 class Outcome:
+    """Per-call losses, gradient w.r.t. log_prob, keep-mask, tokens on a clip boundary, Σ|weighted terms|."""
+
     call_losses: list[float]
     grad: list[list[float]]
     keep: list[list[bool]]
+    ambiguous: list[list[bool]]
     loss_scale: float
 
     @property
@@ -120,12 +123,12 @@ def oracle_outcome(spec: CaseSpec, loss: str | None = None, params: dict | None 
     if sem.denominator == "kept":
         if spec.loss_agg_mode != "token-mean":
             raise ValueError("the kept-token denominator is defined for token-mean only")
-        n_tok = sum(1 for i, j in rows.tokens() if keep_all is None or keep_all[i][j])
+        n_tok = max(1, sum(1 for i, j in rows.tokens() if keep_all is None or keep_all[i][j]))
         split = True  # the denominator is given explicitly to every call
-    call_losses, grad, keep, scale = [], [], [], 0.0
+    call_losses, grad, keep, ambiguous, scale = [], [], [], [], 0.0
     for start, stop in spec.calls:
         part = select_rows(rows, start, stop)
-        term, dterm, kept = _token_terms(loss, part, params, spec, start, stop, keep_all, clip)
+        term, dterm, kept, amb = _token_terms(loss, part, params, spec, start, stop, keep_all, clip)
         if spec.tis_cap is not None:
             w_tis = lo.tis_weights(part, spec.tis_cap)
             term = [[x * w for x, w in zip(r1, r2)] for r1, r2 in zip(term, w_tis)]
@@ -138,7 +141,8 @@ def oracle_outcome(spec: CaseSpec, loss: str | None = None, params: dict | None 
         scale += math.fsum(abs(x) for x, _ in pairs)
         grad += [[w * g for w, g in zip(wr, gr)] for wr, gr in zip(weights, dterm)]
         keep += kept
-    return Outcome(call_losses, grad, keep, scale)
+        ambiguous += amb
+    return Outcome(call_losses, grad, keep, ambiguous, scale)
 
 
 def _m2po_alternatives(spec: CaseSpec) -> dict[str, str]:
@@ -207,4 +211,3 @@ def alternatives(spec: CaseSpec, expected: Outcome, rtol: float = 1e-6) -> dict[
         if loss_differs or grad_differs:
             out[name] = (description, alt)
     return out
-

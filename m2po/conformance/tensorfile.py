@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from m2po.fileio import atomic_write_bytes
+
 _CODES = {
     torch.float64: "F64",
     torch.float32: "F32",
@@ -44,7 +46,7 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: d
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)  # the reference writer aligns the data to 8 bytes
-    Path(path).write_bytes(struct.pack("<Q", len(head)) + head + b"".join(chunks))
+    atomic_write_bytes(path, struct.pack("<Q", len(head)) + head + b"".join(chunks))
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
