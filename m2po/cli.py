@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "eval": ("m2po.eval.cli_eval", "Generate k samples per problem, grade them, and report avg@k / pass@k."),
     "grade": ("m2po.eval.cli_grade", "Grade a JSONL file of responses with math-verify in isolated workers."),
     "report": ("m2po.analysis.cli_report", "Table 1 and the paper's claims judged on a results tree."),
+    "conformance": ("m2po.conformance.cli", "Export test vectors for the losses, or check a loss against them."),
 }
 
 
