@@ -35,7 +35,9 @@ def kept_denominator(log_prob, old_log_prob, advantages, response_mask, tau=0.04
     keep = m2po_mask(log_prob, old_log_prob, advantages, response_mask, tau)
     kept = float((keep & response_mask.bool()).sum().clamp(min=1))
     kw.pop("global_token_count", None)
-    return _M2PO(log_prob, old_log_prob, advantages, response_mask, tau=tau, keep_mask=keep, global_token_count=kept, **kw)
+    return _M2PO(
+        log_prob, old_log_prob, advantages, response_mask, tau=tau, keep_mask=keep, global_token_count=kept, **kw
+    )
 
 
 def all_tokens_mask(log_prob, old_log_prob, advantages, response_mask, tau=0.04, **kw):
