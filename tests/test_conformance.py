@@ -213,3 +213,14 @@ def test_planted_mistake_exits_non_zero_through_the_command(vectors: Path) -> No
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT / "tests", timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "matches microbatch_mask" in proc.stdout
+
+
+def test_docs_describe_every_case_and_alternative() -> None:
+    doc = (ROOT / "docs" / "conformance.md").read_text()
+    for case in all_cases():
+        assert f"`{case.name}`" in doc, case.name
+    from m2po.conformance.expected import candidate_alternatives
+
+    names = {n for case in all_cases() for n in candidate_alternatives(case)}
+    for name in names:
+        assert f"`{name}`" in doc, name

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -54,7 +54,6 @@ class LossCall:
     tis_cap: float | None = None
     global_token_count: float | None = None
     global_seq_count: float | None = None
-    extra: dict = field(default_factory=dict)
 
     def common_kwargs(self) -> dict:
         """Keyword arguments of our public signature besides the four tensors: loss params, aggregation,

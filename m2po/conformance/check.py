@@ -161,8 +161,12 @@ def compare(case: dict, tensors: dict, losses: list[float], grad: torch.Tensor) 
             a_grad = _grad_error(grad, tensors[alt["grad"]], compared, tol)[2]
             if a_loss and a_grad:
                 result.matches.append(alt["name"])
+    notes = []
+    if not all(math.isfinite(x) for x in losses) or not bool(torch.isfinite(grad[mask]).all()):
+        notes.append("non-finite loss or gradient")
     if ambiguous.any():
-        result.note = f"{int(ambiguous.sum())} token(s) on a clip boundary not compared"
+        notes.append(f"{int(ambiguous.sum())} token(s) on a clip boundary not compared")
+    result.note = "; ".join(notes)
     return result
 
 

@@ -120,11 +120,8 @@ def oracle_outcome(spec: CaseSpec, loss: str | None = None, params: dict | None 
     n_rows = sum(1 for row in rows.mask if any(row))
     keep_all = _m2po_keep(rows, spec, sem) if loss == "m2po" else None
     clip = _clip_range(rows, keep_all) if loss == "m2po" and sem.action == "clip" else None
-    if sem.denominator == "kept":
-        if spec.loss_agg_mode != "token-mean":
-            raise ValueError("the kept-token denominator is defined for token-mean only")
-        n_tok = max(1, sum(1 for i, j in rows.tokens() if keep_all is None or keep_all[i][j]))
-        split = True  # the denominator is given explicitly to every call
+    if sem.denominator == "kept" and spec.loss_agg_mode != "token-mean":
+        raise ValueError("the kept-token denominator is defined for token-mean only")
     call_losses, grad, keep, ambiguous, scale = [], [], [], [], 0.0
     for start, stop in spec.calls:
         part = select_rows(rows, start, stop)
@@ -133,9 +130,16 @@ def oracle_outcome(spec: CaseSpec, loss: str | None = None, params: dict | None 
             w_tis = lo.tis_weights(part, spec.tis_cap)
             term = [[x * w for x, w in zip(r1, r2)] for r1, r2 in zip(term, w_tis)]
             dterm = [[x * w for x, w in zip(r1, r2)] for r1, r2 in zip(dterm, w_tis)]
-        weights = lo.aggregation_weights(
-            part.mask, spec.loss_agg_mode, n_tok if split else None, n_rows if split else None
-        )
+        if sem.denominator == "kept":  # a mean over the call's kept tokens, weighted by the call's token share
+            n_kept = sum(1 for i, j in part.tokens() if keep_all[start + i][j])
+            share = sum(1 for _ in part.tokens()) / n_tok
+            weights = [
+                [w * share for w in row] for row in lo.aggregation_weights(part.mask, spec.loss_agg_mode, n_kept or 1)
+            ]
+        else:
+            weights = lo.aggregation_weights(
+                part.mask, spec.loss_agg_mode, n_tok if split else None, n_rows if split else None
+            )
         pairs = [(w * x, w * g) for wr, tr, gr in zip(weights, term, dterm) for w, x, g in zip(wr, tr, gr)]
         call_losses.append(math.fsum(x for x, _ in pairs))
         scale += math.fsum(abs(x) for x, _ in pairs)
@@ -149,7 +153,9 @@ def _m2po_alternatives(spec: CaseSpec) -> dict[str, str]:
     """The other readings of M2PO, by name (docs/conformance.md, "Alternatives")."""
     alts = {
         "all_tokens_mask": "Algorithm 1 over every response token, not only the trust region",
-        "kept_denominator": "the mean over the kept tokens only (masked tokens leave the denominator)",
+        "kept_denominator": "each call a mean over its kept tokens only (masked tokens leave the denominator)",
+        "all_tokens_kept_denominator": "Algorithm 1 per call over every response token, each call a mean over its "
+        "kept tokens (AReaL's reading)",
         "clip_not_mask": "removed tokens clipped to the kept range [e^-t, e^t] instead of masked",
         "released": "the authors' released rule (winsorised threshold -> PPO clip) per call",
         "no_trust_region": "no mask at all (grpo_notr)",
@@ -167,6 +173,9 @@ def _alternative_outcome(spec: CaseSpec, name: str) -> Outcome:
             return oracle_outcome(spec, sem=Semantics(over="all"))
         if name == "kept_denominator":
             return oracle_outcome(spec, sem=Semantics(denominator="kept"))
+        if name == "all_tokens_kept_denominator":
+            scope = "microbatch" if len(spec.calls) > 1 else None
+            return oracle_outcome(spec, sem=Semantics(over="all", denominator="kept", scope=scope))
         if name == "clip_not_mask":
             return oracle_outcome(spec, sem=Semantics(action="clip"))
         if name == "released":
@@ -184,11 +193,12 @@ def _alternative_outcome(spec: CaseSpec, name: str) -> Outcome:
     raise KeyError(f"no alternative {name!r} for loss {spec.loss!r}")
 
 
-def _candidate_alternatives(spec: CaseSpec) -> dict[str, str]:
+def candidate_alternatives(spec: CaseSpec) -> dict[str, str]:
     if spec.loss == "m2po":
         out = _m2po_alternatives(spec)
         if spec.loss_agg_mode != "token-mean":
             out.pop("kept_denominator")
+            out.pop("all_tokens_kept_denominator")
         return out
     if spec.loss == "grpo":
         if spec.params.get("clip_c") is None:
@@ -200,7 +210,7 @@ def _candidate_alternatives(spec: CaseSpec) -> dict[str, str]:
 def alternatives(spec: CaseSpec, expected: Outcome, rtol: float = 1e-6) -> dict[str, tuple[str, Outcome]]:
     """The alternative readings whose loss or gradient differs from ``expected`` (relative ``rtol``)."""
     out = {}
-    for name, description in _candidate_alternatives(spec).items():
+    for name, description in candidate_alternatives(spec).items():
         alt = _alternative_outcome(spec, name)
         scale = max(expected.loss_scale, 1e-30)
         g_scale = max((abs(g) for row in expected.grad for g in row), default=0.0) or 1.0
