@@ -33,8 +33,8 @@ import_until_ok() {
   local py=$1 module=$2
   for _ in $(seq 1 30); do
     local err missing
+    "$py" -c "import $module" > /dev/null 2>&1 && { echo "import $module: ok"; return 0; }
     err=$("$py" -c "import $module" 2>&1 | tail -1)
-    [ -z "$err" ] && { echo "import $module: ok"; return 0; }
     missing=$(echo "$err" | sed -n "s/.*No module named '\([^'.]*\).*/\1/p")
     [ -z "$missing" ] && { echo "import $module: $err"; return 1; }
     case $missing in
