@@ -15,13 +15,15 @@ counters) over a *store* folder:
 * :meth:`manifest` is what a checkpoint saves: the waiting entries' versions, metadata and file names
   (a few hundred bytes per batch), after :meth:`flush` has finished the pending writes;
 * :meth:`commit` is called once a checkpoint has become the latest one (verl's tracker file written):
-  it deletes every batch file that has been popped and that the committed manifest does not list;
+  it deletes every batch file that has been popped and that the committed manifest does not list; a
+  batch popped later is deleted at once unless the latest committed manifest lists it;
 * :meth:`load_manifest` restores a checkpoint's queue and deletes every batch file it does not list
   (batches pushed after that checkpoint, before a crash, and consumed ones of older checkpoints).
 
-Disk: the ``k`` waiting batches, the batch being written, plus the batches popped since the latest
-checkpoint (a resume from it needs them again): at most ``k + min(f, k) + 1`` batch files with a
-checkpoint every ``f`` steps, whatever the number of checkpoints kept. Only the latest checkpoint's
+Disk: the ``k`` waiting batches (``k + 1`` between a push and its pop) plus the batches popped since the
+latest checkpoint that it lists (a resume from it needs them again): at most ``k + min(f, k) + 1`` batch
+files with a checkpoint every ``f`` steps (``k + f`` when ``f <= k``), whatever the number of checkpoints
+kept. Only the latest checkpoint's
 manifest is guaranteed resumable; older ones fail on load with a message naming the missing batches.
 """
 
@@ -56,20 +58,20 @@ class DurableStaleQueue:
     Not thread-safe: one trainer drives it (the writer thread only runs ``torch.save``).
     """
 
-    def __init__(
-        self, store_dir: str | os.PathLike[str], max_in_memory: int = 0, map_location: Any = None
-    ) -> None:
+    def __init__(self, store_dir: str | os.PathLike[str], max_in_memory: int = 0, map_location: Any = None) -> None:
         self.store_dir = Path(store_dir)
         self.max_in_memory = _check_int("max_in_memory", max_in_memory, 0)
         self.map_location = map_location
         self._entries: deque[QueueEntry] = deque()
-        self._popped: dict[int, Path] = {}  # consumed batches whose files may still be needed
+        self._popped: dict[int, Path] = {}  # consumed batches the latest checkpoint still refers to
+        self._committed: set[int] = set()  # seqs the latest committed manifest refers to
         self._writes: dict[int, Future] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stale-queue-writer")
         self._next_seq = 0
         self._num_pushed = 0
         self._num_popped = 0
         self.bytes_written = 0
+        self.batches_written = 0
 
     # -- inspection -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -125,7 +127,10 @@ class DurableStaleQueue:
             item = torch.load(entry.path, map_location=self.map_location, weights_only=False)
         entry.item = None
         assert entry.path is not None
-        self._popped[entry.seq] = entry.path
+        if entry.seq in self._committed:  # a resume from the latest checkpoint needs it again
+            self._popped[entry.seq] = entry.path
+        else:
+            self._delete(entry.seq, entry.path)
         self._num_popped += 1
         self._evict()
         return item, entry.policy_version
@@ -135,6 +140,7 @@ class DurableStaleQueue:
         """Wait until every pushed batch is on disk (re-raises a failed write)."""
         for seq in list(self._writes):
             self._wait(seq)
+        self._evict()
 
     def manifest(self) -> dict[str, Any]:
         """The queue as references to its batch files (call :meth:`flush` first; :meth:`manifest` does)."""
@@ -156,10 +162,10 @@ class DurableStaleQueue:
         keep = {int(e["seq"]) for e in manifest["entries"]}
         removed = []
         for seq in [s for s in self._popped if s not in keep]:
-            self._wait(seq)
             path = self._popped.pop(seq)
-            path.unlink(missing_ok=True)
+            self._delete(seq, path)
             removed.append(path)
+        self._committed = keep
         return removed
 
     def load_manifest(self, manifest: dict[str, Any], source: str = "manifest") -> None:
@@ -183,6 +189,7 @@ class DurableStaleQueue:
                 path.unlink(missing_ok=True)
         self._entries = deque(entries)
         self._popped.clear()
+        self._committed = {e.seq for e in entries}
         self._next_seq = int(manifest["next_seq"])
         self._num_pushed = int(manifest["num_pushed"])
         self._num_popped = int(manifest["num_popped"])
@@ -196,6 +203,17 @@ class DurableStaleQueue:
     def _write(self, item: Any, path: Path) -> None:
         atomic_torch_save(item, path)
         self.bytes_written += path.stat().st_size
+        self.batches_written += 1
+
+    def _delete(self, seq: int, path: Path) -> None:
+        """Remove a batch file now, or as soon as its write finishes (training does not wait for it)."""
+        future = self._writes.pop(seq, None)
+        if future is not None and not future.done():
+            future.add_done_callback(lambda _: path.unlink(missing_ok=True))
+        else:
+            if future is not None:
+                future.result()
+            path.unlink(missing_ok=True)
 
     def _wait(self, seq: int) -> None:
         future = self._writes.pop(seq, None)
