@@ -52,7 +52,7 @@ def _pad(t: torch.Tensor, width: int, value=0) -> torch.Tensor:
 
 
 def test_actor_update_every_loss_both_scopes_on_two_ranks(smoke, tmp_path) -> None:
-    from m2po.verl_plugin.launch import cpu_command
+    from m2po.verl_plugin.cpu_mode import cpu_command
 
     cmd = cpu_command([], ranks=2)
     cmd = cmd[: cmd.index("-m", 3)] + [str(ROOT / "tests" / "verl_cpu_actor_ranks.py"), str(tmp_path), str(smoke)]

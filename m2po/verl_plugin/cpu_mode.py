@@ -23,6 +23,10 @@ What stands in (docs/verl.md, "CPU mode"):
 
 CPU settings applied on top of every configuration (:data:`CPU_OVERRIDES`): FSDP2 (FSDP1 needs a GPU),
 no remove-padding (flash-attn), SDPA attention, rollout ``hf``, checkpoint engine ``naive``, no offload.
+
+The same loop runs on GPUs (``M2PO_TORCHRUN_DEVICE=cuda``, ``launch --cpu --device cuda``): verl's own
+CUDA platform, NCCL for the collectives (gloo for CPU objects), one GPU per rank; used by
+scripts/gpu_check.sh where verl is installed.
 The entry point a test (or issue 12's model merger) can call is :func:`train` in every rank, or the
 launcher (``launch.cpu_command``).
 """
@@ -33,19 +37,40 @@ import functools
 import inspect
 import os
 import pickle
+import socket
 import sys
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from .cpu_platform import use_cpu_platform
+from .cpu_platform import PLATFORM_ENV, use_cpu_platform
 
-__all__ = ["CPU_OVERRIDES", "LocalCheckpointManager", "TorchrunWorkerGroup", "build_trainer", "compose", "train"]
+__all__ = [
+    "CPU_OVERRIDES",
+    "DEVICE_ENV",
+    "LocalCheckpointManager",
+    "TorchrunWorkerGroup",
+    "build_trainer",
+    "compose",
+    "cpu_command",
+    "cpu_env",
+    "train",
+]
+
+#: the device the torchrun loop runs on: "cpu" (default) or "cuda"
+DEVICE_ENV = "M2PO_TORCHRUN_DEVICE"
+
+
+def torchrun_device() -> str:
+    device = os.environ.get(DEVICE_ENV, "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"{DEVICE_ENV} must be 'cpu' or 'cuda', got {device!r}")
+    return device
+
 
 #: applied after the user's overrides: what verl needs to run on a CPU (the issue's findings)
 CPU_OVERRIDES = [
-    "trainer.device=cpu",
     "actor_rollout_ref.actor.strategy=fsdp2",
     "actor_rollout_ref.ref.strategy=fsdp2",
     "critic.strategy=fsdp2",
@@ -180,7 +205,8 @@ def compose(overrides: list[str]) -> Any:
     from .main import CONFIG_DIR, check_config, fill_defaults
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        config = hydra_compose("m2po_trainer", overrides=[*overrides, *CPU_OVERRIDES])
+        device = [f"trainer.device={torchrun_device()}"]
+        config = hydra_compose("m2po_trainer", overrides=[*overrides, *CPU_OVERRIDES, *device])
     fill_defaults(config)
     check_config(config)
     OmegaConf.resolve(config)
@@ -215,7 +241,8 @@ def build_trainer(config: Any) -> Any:
     if rank > 0:  # one driver log: rank 0 writes metrics.jsonl and the console
         with open_dict(config):
             config.trainer.logger = []
-    register_cpu_engine()
+    if torchrun_device() == "cpu":
+        register_cpu_engine()
     register_hf_rollout()
 
     model_config = omega_conf_to_dataclass(config.actor_rollout_ref.model, dataclass_type=HFModelConfig)
@@ -264,12 +291,19 @@ def train(overrides: list[str]) -> Any:
 
 
 def setup_process() -> None:
-    """The CPU platform, and the gloo process group on 127.0.0.1 that torchrun described in the env."""
-    use_cpu_platform()
+    """This rank's platform and process group, from what torchrun put in the environment: on the CPU, the
+    CPU platform and gloo on 127.0.0.1; on GPUs (``M2PO_TORCHRUN_DEVICE=cuda``), the rank's GPU, NCCL for
+    device tensors and gloo for CPU ones (what verl's own initialisation asks for)."""
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(max(1, int(os.environ.get("M2PO_CPU_THREADS", "1"))))
+    if torchrun_device() == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        backend = "cpu:gloo,cuda:nccl"
+    else:
+        use_cpu_platform()
+        backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group("gloo")
+        dist.init_process_group(backend)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,6 +314,34 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+# -- starting it (the launcher's side) ------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_command(
+    overrides: list[str], ranks: int = 2, python: str = sys.executable, port: int | None = None
+) -> list[str]:
+    """``torchrun`` on 127.0.0.1, one process per data-parallel rank, each running :func:`main`."""
+    return [
+        python, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc-per-node={ranks}", "--master-addr=127.0.0.1",
+        f"--master-port={port or _free_port()}", "-m", "m2po.verl_plugin.cpu_mode", *overrides,
+    ]  # fmt: skip
+
+
+def cpu_env(out: str, device: str = "cpu") -> dict[str, str]:
+    """The ranks' environment: the CPU platform (or verl's CUDA one with ``device="cuda"``), gloo on the
+    loopback interface, verl's metrics file in run directory ``out``."""
+    from .launch import run_env
+
+    env = {**run_env(out), "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo"), DEVICE_ENV: device}
+    return {**PLATFORM_ENV, **env} if device == "cpu" else env
 
 
 if __name__ == "__main__":

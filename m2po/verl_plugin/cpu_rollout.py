@@ -19,7 +19,8 @@ None of them runs on a CPU, so the CPU mode replaces exactly the server and noth
 
 Differences from vLLM that matter: requests are generated one at a time (no continuous batching), in
 the rollout dtype (``rollout.dtype``), with the sampling parameters vLLM gets (temperature, top-p,
-top-k; greedy when temperature is 0). Sampling is seeded per rank (``rollout.seed + rank``).
+top-k; greedy when temperature is 0). Sampling is seeded per rank (``rollout.seed + rank``), on the
+rollout's device (the CPU, or the rank's GPU when the loop runs on CUDA).
 """
 
 from __future__ import annotations
@@ -74,15 +75,20 @@ class HFRollout(BaseRollout):
     def __init__(self, config: Any, model_config: Any, device_mesh: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, model_config, device_mesh)
         from transformers import AutoModelForCausalLM
+        from verl.utils.device import get_device_id, get_device_name
 
         dtype = getattr(torch, str(self.config.dtype).replace("torch.", ""))
-        self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_config.local_path, dtype=dtype, attn_implementation="sdpa"
-        ).eval()
+        name = get_device_name()
+        self.device = torch.device("cpu") if name == "cpu" else torch.device(name, get_device_id())
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(self.model_config.local_path, dtype=dtype, attn_implementation="sdpa")
+            .to(self.device)
+            .eval()
+        )
         self.tokenizer = self.model_config.tokenizer
         self.global_steps: int | None = None
         self.weight_syncs = 0
-        self.generator = torch.Generator().manual_seed(int(self.config.get("seed", 0)) + _rank())
+        self.rng = _DeviceRNG(self.device, int(self.config.get("seed", 0)) + _rank())
 
     async def resume(self, tags: list[str]) -> None:
         """Nothing to page back in: host memory is not released between steps."""
@@ -101,7 +107,7 @@ class HFRollout(BaseRollout):
         for name, tensor in weights:
             if name not in state:
                 raise KeyError(f"weight sync: the actor sent {name!r}, which the rollout model does not have")
-            state[name].copy_(tensor.detach().to(state[name].dtype))
+            state[name].copy_(tensor.detach().to(device=state[name].device, dtype=state[name].dtype))
             seen.add(name)
         tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
         missing = set(dict(self.model.named_parameters())) - seen - tied
@@ -115,7 +121,7 @@ class HFRollout(BaseRollout):
         """One request, as vLLM's server answers it: response token ids up to EOS or the length limit."""
         temperature = float(sampling_params.get("temperature", 1.0))
         max_new = int(self.config.response_length)
-        ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
+        ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
         kwargs: dict[str, Any] = {"do_sample": temperature > 0}
         if temperature > 0:
             top_k = int(sampling_params.get("top_k", -1) or -1)
@@ -123,7 +129,7 @@ class HFRollout(BaseRollout):
             kwargs["top_k"] = top_k if top_k > 0 else None
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-        with _fork_rng(self.generator):
+        with self.rng:
             out = self.model.generate(
                 ids,
                 attention_mask=torch.ones_like(ids),
@@ -140,26 +146,40 @@ class HFRollout(BaseRollout):
         log_probs = None
         if sampling_params.get("logprobs"):
             logits = torch.stack(out.logits, 1)[0, : len(tokens)].float()
-            log_probs = logits.log_softmax(-1).gather(-1, torch.tensor(tokens)[:, None]).squeeze(-1).tolist()
+            chosen = torch.tensor(tokens, device=logits.device)[:, None]
+            log_probs = logits.log_softmax(-1).gather(-1, chosen).squeeze(-1).tolist()
         stop = "completed" if len(tokens) < max_new or (tokens and tokens[-1] == eos) else "length"
         return TokenOutput(
             token_ids=tokens, log_probs=log_probs, stop_reason=stop, extra_fields={"global_steps": self.global_steps}
         )
 
 
-class _fork_rng:
-    """Use ``generator``'s state as the global CPU RNG inside the block (HF ``generate`` samples from it)."""
+class _DeviceRNG:
+    """This rollout's own seeded RNG stream on ``device``, made the global one inside the block (HF
+    ``generate`` samples from the global generator of the device its tensors are on)."""
 
-    def __init__(self, generator: torch.Generator) -> None:
-        self.generator = generator
+    def __init__(self, device: torch.device, seed: int) -> None:
+        self.device = device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            self.state = self._get()
+
+    def _get(self) -> torch.Tensor:
+        return torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.get_rng_state()
+
+    def _set(self, state: torch.Tensor) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(state, self.device)
+        else:
+            torch.set_rng_state(state)
 
     def __enter__(self) -> None:
-        self.saved = torch.get_rng_state()
-        torch.set_rng_state(self.generator.get_state())
+        self.saved = self._get()
+        self._set(self.state)
 
     def __exit__(self, *exc: Any) -> None:
-        self.generator.set_state(torch.get_rng_state())
-        torch.set_rng_state(self.saved)
+        self.state = self._get()
+        self._set(self.saved)
 
 
 class HFGenerateClient:

@@ -138,6 +138,55 @@ def smoke_paths(work: Path) -> list[str]:
     ]
 
 
+def cpu_smoke(
+    out: Path, resume: bool = False, ranks: int = 2, device: str = "cpu", extra: list[str] | None = None,
+    dry_run: bool = False,
+) -> int:  # fmt: skip
+    """``launch --cpu --smoke --out OUT [--resume]``: prepare OUT (once), run verl's loop with :data:`CPU_SMOKE`
+    (the first session stops after step 3, ``resume`` continues to step 4), write ``updates.csv`` and check
+    every update's staleness. Bad input raises :class:`~m2po.verl_plugin.launch.LaunchError`."""
+    import shlex
+
+    from .cpu_mode import cpu_command, cpu_env
+    from .launch import LaunchError, run
+    from .tidy import tidy_run
+
+    ckpt = out / "checkpoints"
+    tracker = ckpt / "latest_checkpointed_iteration.txt"
+    if resume and not tracker.exists():
+        raise LaunchError(f"{out} holds no smoke checkpoint to resume", "--resume", "run without --resume first")
+    if not resume and tracker.exists():
+        raise LaunchError(
+            f"{out} already holds a smoke run (checkpoint at step {tracker.read_text().strip()})",
+            "--out",
+            "add --resume to continue it, or choose a new --out",
+        )
+    if resume and tracker.read_text().strip() == str(CPU_SMOKE_STEPS):
+        raise LaunchError(f"the smoke run in {out} is complete (step {CPU_SMOKE_STEPS})", "--out", "choose a new --out")
+    if not (out / "model" / "config.json").exists() or not (out / "train.parquet").exists():
+        prepare(out)
+    overrides = [
+        *CPU_SMOKE,
+        *smoke_paths(out),
+        f"trainer.default_local_dir={ckpt}",
+        f"trainer.total_training_steps={CPU_SMOKE_STEPS}",
+        f"trainer.resume_mode={'auto' if resume else 'disable'}",
+        *([] if resume else [f"m2po.stop_at_step={CPU_SMOKE_STOP}"]),
+        *(extra or []),
+    ]
+    cmd, env = cpu_command(overrides, ranks), cpu_env(str(out), device)
+    if dry_run:
+        print(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(cmd))
+        return 0
+    code = run(cmd, env, str(out))
+    if code != 0:
+        return code
+    tidy_run(out)
+    check(out / "metrics.jsonl", ckpt, staleness=4)
+    print(f"wrote {out / 'updates.csv'}")
+    return 0
+
+
 def update_staleness(steps: dict[int, dict], updates_per_step: int = 4) -> list[tuple[int, int, int]]:
     """``(global step, update, staleness)`` of every optimizer update in a verl log (``{step: metrics}``),
     from the trainer's records: a trained step's updates are the ``n`` before ``m2po/updates_done`` and

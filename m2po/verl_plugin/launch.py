@@ -37,7 +37,6 @@ import json
 import math
 import os
 import shlex
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -51,7 +50,6 @@ __all__ = [
     "LaunchError",
     "build_command",
     "build_overrides",
-    "cpu_command",
     "layout",
     "main",
     "model_key",
@@ -273,28 +271,6 @@ def build_command(overrides: list[str], python: str = "python3") -> list[str]:
     return [python, "-m", "m2po.verl_plugin.main", *overrides]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_command(
-    overrides: list[str], ranks: int = 2, python: str = sys.executable, port: int | None = None
-) -> list[str]:
-    """``torchrun`` on 127.0.0.1, one process per data-parallel rank, running the CPU mode."""
-    return [
-        python, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc-per-node={ranks}", "--master-addr=127.0.0.1",
-        f"--master-port={port or _free_port()}", "-m", "m2po.verl_plugin.cpu_mode", *overrides,
-    ]  # fmt: skip
-
-
-def cpu_env(out: str) -> dict[str, str]:
-    from .cpu_platform import PLATFORM_ENV
-
-    return {**PLATFORM_ENV, **run_env(out), "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m m2po.verl_plugin.launch", description=__doc__.split("\n\n")[0])
     p.add_argument("--list", action="store_true", help="list the paper's run ids (the pipeline's grid) and exit")
@@ -320,6 +296,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="with --dry-run: print {run_id, command, env} as JSON")
     p.add_argument("--cpu", action="store_true", help="run verl's trainer loop on this CPU (torchrun, no Ray)")
     p.add_argument("--cpu-ranks", type=int, default=2, help="with --cpu: data-parallel processes (default 2)")
+    p.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda"), help="with --cpu: run that loop on GPUs (NCCL) instead"
+    )
     p.add_argument("--smoke", action="store_true", help="with --cpu: the smoke run (tiny offline model, --out DIR)")
     p.add_argument("--resume", action="store_true", help="with --smoke: continue the run in --out by one step")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides, appended last")
@@ -334,55 +313,11 @@ def rotate_metrics(out: str) -> Path | None:
     return rotate(out)
 
 
-def _run(cmd: list[str], env: dict[str, str], out: str) -> int:
+def run(cmd: list[str], env: dict[str, str], out: str) -> int:
+    """Run a launch command in run directory ``out`` (earlier metrics kept, see :func:`rotate_metrics`)."""
     Path(out).mkdir(parents=True, exist_ok=True)
     rotate_metrics(out)
     return subprocess.call(cmd, env={**os.environ, **env})
-
-
-def _smoke(args: argparse.Namespace) -> int:
-    from . import gpu_smoke
-    from .tidy import tidy_run
-
-    if not args.out:
-        raise LaunchError("--smoke needs a run directory", "--out", "e.g. --out /tmp/m2po-cpu-smoke")
-    out = Path(_local(args.out))
-    ckpt = out / "checkpoints"
-    tracker = ckpt / "latest_checkpointed_iteration.txt"
-    if args.resume and not tracker.exists():
-        raise LaunchError(f"{out} holds no smoke checkpoint to resume", "--resume", "run without --resume first")
-    if not args.resume and tracker.exists():
-        raise LaunchError(
-            f"{out} already holds a smoke run (checkpoint at step {tracker.read_text().strip()})",
-            "--out",
-            "add --resume to continue it, or choose a new --out",
-        )
-    if args.resume and tracker.read_text().strip() == str(gpu_smoke.CPU_SMOKE_STEPS):
-        raise LaunchError(
-            f"the smoke run in {out} is complete (step {gpu_smoke.CPU_SMOKE_STEPS})", "--out", "choose a new --out"
-        )
-    if not (out / "model" / "config.json").exists() or not (out / "train.parquet").exists():
-        gpu_smoke.prepare(out)
-    overrides = [
-        *gpu_smoke.CPU_SMOKE,
-        *gpu_smoke.smoke_paths(out),
-        f"trainer.default_local_dir={ckpt}",
-        f"trainer.total_training_steps={gpu_smoke.CPU_SMOKE_STEPS}",
-        f"trainer.resume_mode={'auto' if args.resume else 'disable'}",
-        *([] if args.resume else [f"m2po.stop_at_step={gpu_smoke.CPU_SMOKE_STOP}"]),
-        *args.overrides,
-    ]
-    cmd = cpu_command(overrides, args.cpu_ranks)
-    if args.dry_run:
-        print(" ".join(f"{k}={shlex.quote(v)}" for k, v in cpu_env(str(out)).items()), shlex.join(cmd))
-        return 0
-    code = _run(cmd, cpu_env(str(out)), str(out))
-    if code != 0:
-        return code
-    tidy_run(out)
-    gpu_smoke.check(out / "metrics.jsonl", ckpt, staleness=4)
-    print(f"wrote {out / 'updates.csv'}")
-    return 0
 
 
 def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -395,7 +330,11 @@ def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.smoke or args.resume:
         if not (args.cpu and args.smoke):
             raise LaunchError("--smoke and --resume belong to the CPU smoke run", "--cpu", "add --cpu --smoke")
-        return _smoke(args)
+        from .gpu_smoke import cpu_smoke
+
+        if not args.out:
+            raise LaunchError("--smoke needs a run directory", "--out", "e.g. --out /tmp/m2po-cpu-smoke")
+        return cpu_smoke(Path(_local(args.out)), args.resume, args.cpu_ranks, args.device, args.overrides, args.dry_run)
     if args.run_id:
         try:
             run = parse_run_id(args.run_id)
@@ -414,7 +353,9 @@ def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         args.mask_scope, args.format_reward, args.model_path, args.overrides,
     )  # fmt: skip
     if args.cpu:
-        cmd, env = cpu_command(overrides, args.cpu_ranks), cpu_env(out)
+        from .cpu_mode import cpu_command, cpu_env
+
+        cmd, env = cpu_command(overrides, args.cpu_ranks), cpu_env(out, args.device)
     else:
         cmd, env = build_command(overrides, args.python), run_env(out)
     if args.dry_run:
@@ -423,7 +364,7 @@ def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         else:
             print(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(cmd))
         return 0
-    return _run(cmd, env, out)
+    return run(cmd, env, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,9 +93,9 @@ def fill_defaults(config: DictConfig) -> None:
         ray_init = config.ray_kwargs.ray_init
         if ray_init.get("runtime_env", None) is None:
             ray_init.runtime_env = {}
-        env_vars = ray_init.runtime_env.get("env_vars", None)
-        if env_vars is None:
-            ray_init.runtime_env.env_vars = env_vars = {}
+        if ray_init.runtime_env.get("env_vars", None) is None:
+            ray_init.runtime_env.env_vars = {}
+        env_vars = ray_init.runtime_env.env_vars
         if logger_path and METRICS_ENV not in env_vars:
             env_vars[METRICS_ENV] = os.path.abspath(logger_path)
         elif METRICS_ENV in env_vars:
