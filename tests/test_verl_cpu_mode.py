@@ -42,9 +42,9 @@ def smoke(tmp_path_factory) -> Path:
 
 
 def _env() -> dict[str, str]:
-    from m2po.verl_plugin.cpu_platform import PLATFORM_ENV
+    from m2po.verl_plugin.cpu_platform import PLATFORM_ENV, loopback_interface
 
-    return {**os.environ, **PLATFORM_ENV, "GLOO_SOCKET_IFNAME": "lo", "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, **PLATFORM_ENV, "GLOO_SOCKET_IFNAME": loopback_interface(), "PYTHONUNBUFFERED": "1"}
 
 
 def _pad(t: torch.Tensor, width: int, value=0) -> torch.Tensor:

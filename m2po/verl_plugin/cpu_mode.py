@@ -44,7 +44,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .cpu_platform import PLATFORM_ENV, use_cpu_platform
+from .cpu_platform import PLATFORM_ENV, loopback_interface, use_cpu_platform
 
 __all__ = [
     "CPU_OVERRIDES",
@@ -294,7 +294,7 @@ def setup_process() -> None:
     """This rank's platform and process group, from what torchrun put in the environment: on the CPU, the
     CPU platform and gloo on 127.0.0.1; on GPUs (``M2PO_TORCHRUN_DEVICE=cuda``), the rank's GPU, NCCL for
     device tensors and gloo for CPU ones (what verl's own initialisation asks for)."""
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback_interface())
     torch.set_num_threads(max(1, int(os.environ.get("M2PO_CPU_THREADS", "1"))))
     if torchrun_device() == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -340,7 +340,8 @@ def cpu_env(out: str, device: str = "cpu") -> dict[str, str]:
     loopback interface, verl's metrics file in run directory ``out``."""
     from .launch import run_env
 
-    env = {**run_env(out), "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo"), DEVICE_ENV: device}
+    gloo_if = os.environ.get("GLOO_SOCKET_IFNAME", loopback_interface())
+    env = {**run_env(out), "GLOO_SOCKET_IFNAME": gloo_if, DEVICE_ENV: device}
     return {**PLATFORM_ENV, **env} if device == "cpu" else env
 
 

@@ -27,10 +27,22 @@ from typing import Any, Optional
 import torch
 from verl.plugin.platform import PlatformBase, PlatformRegistry, set_platform
 
-__all__ = ["CPU_DEVICE_MODULE", "PLATFORM_ENV", "PlatformCPU", "use_cpu_platform"]
+__all__ = ["CPU_DEVICE_MODULE", "PLATFORM_ENV", "PlatformCPU", "loopback_interface", "use_cpu_platform"]
 
 #: the environment that makes every verl process of a run use this platform
 PLATFORM_ENV = {"VERL_USE_EXTERNAL_MODULES": __name__, "VERL_PLATFORM": "cpu"}
+
+
+def loopback_interface() -> str:
+    """The loopback network interface (``lo`` on Linux, ``lo0`` on macOS), for ``GLOO_SOCKET_IFNAME``: gloo
+    otherwise picks the interface of the machine's hostname, i.e. a real network address."""
+    import socket
+
+    names = [name for _, name in socket.if_nameindex()]
+    for name in ("lo", "lo0", *[n for n in names if n.startswith("lo")]):
+        if name in names:
+            return name
+    return "lo"
 
 
 def _host_memory() -> tuple[int, int]:
