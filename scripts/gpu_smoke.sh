@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # GPU smoke test of the verl plugin (docs/verl.md): a tiny randomly initialised Qwen2 built locally (no
-# download), trained for two steps at staleness 4 through verl + vLLM with the M2PO loss in the
-# `minibatch` mask scope, then resumed from its last checkpoint for one more step (queue restore).
+# download), trained through verl + vLLM + Ray with the M2PO loss in the `minibatch` mask scope at
+# staleness 4, stopped after its step-3 checkpoint, then resumed from it for step 4 (queue restore).
 #
 #   bash scripts/gpu_smoke.sh [WORKDIR]        # >= 1 CUDA GPU, the environment.yml environment
 #
-# 4 updates per step and staleness 4 = 1 prefill step: global step 1 only generates, steps 2-3 train
-# (step 3 on data exactly 4..7 updates old), step 4 runs after the resume.
+# 4 updates per step and staleness 4 = 1 prefill step: global step 1 only generates, steps 2-4 train
+# (steps 3 and 4 on data exactly 4..7 updates old). The run is planned for 4 steps (so the batch step 3
+# generates is kept for step 4) and the first session stops after step 3 (m2po.stop_at_step).
+# The same sequence without a GPU, through verl's loop on the CPU: python -m m2po.verl_plugin.launch --cpu --smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-$(mktemp -d -t m2po-gpu-smoke-XXXX)}"
@@ -36,12 +38,14 @@ common=(
   actor_rollout_ref.actor.fsdp_config.optimizer_offload=false
   actor_rollout_ref.actor.policy_loss.loss_mode=m2po
   actor_rollout_ref.actor.policy_loss.mask_scope=minibatch
+  actor_rollout_ref.actor.optim.lr=1e-3
   actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=2048
   actor_rollout_ref.rollout.gpu_memory_utilization=0.3
   actor_rollout_ref.rollout.enforce_eager=true
   actor_rollout_ref.rollout.max_num_batched_tokens=2048
   actor_rollout_ref.rollout.max_model_len=256
-  reward.custom_reward_function.reward_kwargs.workers=2
+  reward.custom_reward_function.path=pkg://m2po.verl_plugin.gpu_smoke
+  reward.custom_reward_function.name=smoke_score
   reward.num_workers=1
   m2po.staleness=4
   m2po.queue_max_in_memory=0
@@ -53,13 +57,14 @@ common=(
   "trainer.logger=[console,file]"
 )
 
-# 1 prefill + 2 training steps; a checkpoint (with the stale queue) after every step
-VERL_FILE_LOGGER_PATH="${WORK}/metrics.jsonl" \
-  python -m m2po.verl_plugin.main "${common[@]}" trainer.total_training_steps=3 trainer.resume_mode=disable
-python -m m2po.verl_plugin.gpu_smoke check --metrics "${WORK}/metrics.jsonl" --ckpt "${WORK}/ckpt" --staleness 4
+# 1 prefill + 2 training steps of a 4-step run; a checkpoint (with the stale queue's manifest) every step
+VERL_FILE_LOGGER_PATH="${WORK}/metrics.session-1.jsonl" python -m m2po.verl_plugin.main "${common[@]}" \
+  trainer.total_training_steps=4 m2po.stop_at_step=3 trainer.resume_mode=disable
+python -m m2po.verl_plugin.gpu_smoke check --metrics "${WORK}/metrics.session-1.jsonl" --ckpt "${WORK}/ckpt" \
+  --staleness 4
 
-# resume from global_step_3 (verl's actor state + our queue) and train one more step
-VERL_FILE_LOGGER_PATH="${WORK}/metrics_resumed.jsonl" \
+# resume from global_step_3 (verl's actor state + our queue) and train step 4
+VERL_FILE_LOGGER_PATH="${WORK}/metrics.jsonl" \
   python -m m2po.verl_plugin.main "${common[@]}" trainer.total_training_steps=4 trainer.resume_mode=auto
-python -m m2po.verl_plugin.gpu_smoke check --metrics "${WORK}/metrics_resumed.jsonl" --ckpt "${WORK}/ckpt" --staleness 4
+python -m m2po.verl_plugin.gpu_smoke check --metrics "${WORK}/metrics.jsonl" --ckpt "${WORK}/ckpt" --staleness 4
 echo "gpu_smoke: OK (${WORK})"

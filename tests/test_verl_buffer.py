@@ -1,7 +1,8 @@
 """Exact staleness on verl ``DataProto`` batches: ``StaleRolloutBuffer`` and the ``M2POTrainer`` hooks.
 
 The buffer tests need only ``verl.DataProto``. The trainer-hook tests import verl's ``RayPPOTrainer``,
-which needs verl's runtime extras (cachetools, fastapi, uvicorn); they are skipped without them.
+which needs verl's runtime extras (cachetools, fastapi, uvicorn); they are skipped without them. The
+queue on disk itself (write once, references in checkpoints) is tested in tests/test_staleness_store.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from omegaconf import OmegaConf
 from verl import DataProto
 
 from m2po.staleness import StalenessSchedule
-from m2po.verl_plugin.buffer import META_FIRST_UPDATE, META_STALENESS, META_VERSION, QUEUE_FILENAME, StaleRolloutBuffer
+from m2po.verl_plugin.buffer import META_FIRST_UPDATE, META_STALENESS, META_VERSION, QUEUE_MANIFEST, StaleRolloutBuffer
 
 N = 4  # updates per batch (4 mini-batches, as in the paper)
 ROWS, PROMPT, RESP = 4, 3, 5
@@ -55,9 +56,9 @@ def assert_same(a: DataProto, b: DataProto) -> None:
 
 
 @pytest.mark.parametrize("staleness", [0, 4, 12, 32])
-def test_batches_are_exactly_s_updates_old(staleness: int) -> None:
+def test_batches_are_exactly_s_updates_old(staleness: int, tmp_path) -> None:
     schedule = StalenessSchedule(staleness, N)
-    buf = StaleRolloutBuffer(staleness, N, max_in_memory=2)
+    buf = StaleRolloutBuffer(staleness, N, queue_dir=tmp_path, max_in_memory=2)
     generated_by: dict[int, int] = {}  # step -> policy version (updates made before generation)
     update = 0
     steps = schedule.prefill_batches + 12
@@ -77,35 +78,47 @@ def test_batches_are_exactly_s_updates_old(staleness: int) -> None:
             assert update + j - generated_by[src] == schedule.expected_staleness(update + j)
         if step >= 2 * schedule.prefill_batches:
             assert popped.meta_info[META_STALENESS] == [staleness + j for j in range(N)]
+        buf.record_updates(N)  # the trainer reports the n optimizer steps verl took
         update += N
     assert buf.updates_done == update
     assert len(buf) == schedule.prefill_batches
 
 
 def test_save_load_round_trip_is_unchanged(tmp_path) -> None:
+    """A checkpoint's manifest plus the run's queue folder restore the queue: the resumed run pops exactly
+    what an uninterrupted run pops."""
     s, cut, total = 12, 5, 12
-    ref = StaleRolloutBuffer(s, N, max_in_memory=1, spill_dir=tmp_path / "a")
-    resumed = StaleRolloutBuffer(s, N, max_in_memory=1, spill_dir=tmp_path / "b")
-    ref_out = [ref.exchange(rollout_batch(i)) for i in range(total)]
-    first = StaleRolloutBuffer(s, N, max_in_memory=1, spill_dir=tmp_path / "c")
-    out = [first.exchange(rollout_batch(i)) for i in range(cut)]
-    assert first.queue.num_spilled > 0  # the save streams spilled entries too
-    path = tmp_path / "ckpt" / QUEUE_FILENAME
-    first.save(path)
+
+    def run(buf: StaleRolloutBuffer, steps: range) -> list:
+        out = []
+        for i in steps:
+            out.append(buf.exchange(rollout_batch(i)))
+            if out[-1] is not None:
+                buf.record_updates(N)
+        return out
+
+    ref_out = run(StaleRolloutBuffer(s, N, queue_dir=tmp_path / "ref", max_in_memory=1), range(total))
+    first = StaleRolloutBuffer(s, N, queue_dir=tmp_path / "queue", max_in_memory=1)
+    out = run(first, range(cut))
+    folder = tmp_path / "ckpt" / "global_step_5"
+    manifest = first.save(folder)
+    first.commit(manifest)
+    assert (folder / QUEUE_MANIFEST).stat().st_size < 4096  # references, not batches
     first.close()
-    resumed.load(path)
+    resumed = StaleRolloutBuffer(s, N, queue_dir=tmp_path / "queue", max_in_memory=1)
+    resumed.load(folder)
     assert resumed.updates_done == (cut - s // N) * N and len(resumed) == s // N
-    out += [resumed.exchange(rollout_batch(i)) for i in range(cut, total)]
+    out += run(resumed, range(cut, total))
     for a, b in zip(ref_out, out):
         assert (a is None) == (b is None)
         if a is not None:
             assert_same(a, b)
     with pytest.raises(ValueError, match="staleness"):
-        StaleRolloutBuffer(8, N).load(path)
+        StaleRolloutBuffer(8, N, queue_dir=tmp_path / "queue").load(folder)
 
 
-def test_buffer_is_not_affected_by_later_mutation_of_the_pushed_batch() -> None:
-    buf = StaleRolloutBuffer(4, N)
+def test_buffer_is_not_affected_by_later_mutation_of_the_pushed_batch(tmp_path) -> None:
+    buf = StaleRolloutBuffer(4, N, queue_dir=tmp_path, max_in_memory=2)
     fresh = rollout_batch(0)
     assert buf.exchange(fresh) is None
     fresh.batch["advantages"] = torch.ones(ROWS, RESP)  # verl's loop keeps working on the object
@@ -152,7 +165,7 @@ def _trainer(tmp_path, staleness: int, loss_mode: str = "m2po"):
 
     config = OmegaConf.create(
         {
-            "m2po": {"staleness": staleness, "queue_max_in_memory": 1, "queue_spill_dir": str(tmp_path / "spill")},
+            "m2po": {"staleness": staleness, "queue_max_in_memory": 1, "queue_dir": str(tmp_path / "queue")},
             "data": {"train_batch_size": 4},
             "algorithm": {"rollout_correction": {"bypass_mode": False}},
             "actor_rollout_ref": {
@@ -188,6 +201,8 @@ def _step(trainer, step: int) -> tuple[DataProto, dict]:
     assert mfu == 0.5 and "entropys" in old.batch.keys()
     old.batch.pop("entropys")
     batch.union(old)
+    if metrics["m2po/prefill"] == 0.0:
+        trainer._m2po_buffer.record_updates(N)  # what _update_actor reports after verl's update
     return batch, metrics
 
 
@@ -223,7 +238,7 @@ def test_trainer_checkpoint_round_trip(tmp_path) -> None:
     trainer.global_steps = 4
     trainer._save_checkpoint()
     folder = tmp_path / "ckpt" / "global_step_4"
-    assert (folder / QUEUE_FILENAME).exists() and (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").exists()
+    assert (folder / QUEUE_MANIFEST).exists() and (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").exists()
     expected = [_step(trainer, step)[0] for step in range(4, 7)]
 
     resumed = _trainer(tmp_path, s)

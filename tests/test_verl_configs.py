@@ -122,9 +122,8 @@ def test_launcher_cli(capsys, tmp_path) -> None:
     assert out["env"]["VERL_FILE_LOGGER_PATH"] == f"{out_dir}/metrics.jsonl"
     assert main(["--run-id", "Qwen3-1.7B-Base-m2po-s256-seed0-tau0.16", "--dry-run", "--json"]) == 0
     assert "actor_rollout_ref.actor.policy_loss.tau=0.16" in json.loads(capsys.readouterr().out)["command"]
-    with pytest.raises(ValueError, match="multiple of 4"):
-        main(["--model", "Qwen2.5-Math-7B", "--method", "m2po", "--staleness", "6", "--dry-run"])
-    with pytest.raises(ValueError, match="divide"):
-        main([*argv, "--gpus-per-node", "3", "--dry-run"])
-    with pytest.raises(KeyError, match="unknown model"):
-        main(["--model", "gpt-5", "--method", "m2po", "--dry-run"])
+    # bad input: one line and exit status 2 (tests/test_verl_launch.py has every case)
+    assert main(["--model", "Qwen2.5-Math-7B", "--method", "m2po", "--staleness", "6", "--dry-run"]) == 2
+    assert "multiple of 4" in capsys.readouterr().err
+    assert main(["--model", "gpt-5", "--method", "m2po", "--dry-run"]) == 2
+    assert "unknown model" in capsys.readouterr().err

@@ -234,3 +234,21 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _write(run, _lines())
     assert main([str(run)]) == 0
     assert all((run / f).exists() for f in ("updates.csv", "evals.csv", "tokens.csv"))
+
+
+def test_sessions_of_a_relaunched_run_are_read_in_order(tmp_path: Path) -> None:
+    """verl's logger truncates metrics.jsonl on a relaunch: the launcher rotates it, tidy reads all sessions."""
+    from m2po.verl_plugin.tidy import metrics_files, read_run_metrics, rotate_metrics
+
+    def line(step: int, **data) -> str:
+        return json.dumps({"step": step, "data": data}) + "\n"
+
+    assert rotate_metrics(tmp_path) is None  # nothing to keep yet
+    (tmp_path / "metrics.jsonl").write_text(line(1, a=1.0) + line(2, a=2.0))
+    assert rotate_metrics(tmp_path) == tmp_path / "metrics.session-1.jsonl"
+    (tmp_path / "metrics.jsonl").write_text(line(2, a=20.0) + line(3, a=3.0))  # step 2 logged again
+    assert rotate_metrics(tmp_path) == tmp_path / "metrics.session-2.jsonl"
+    (tmp_path / "metrics.jsonl").write_text(line(4, a=4.0))
+    names = [p.name for p in metrics_files(tmp_path)]
+    assert names == ["metrics.session-1.jsonl", "metrics.session-2.jsonl", "metrics.jsonl"]
+    assert {s: d["a"] for s, d in read_run_metrics(tmp_path).items()} == {1: 1.0, 2: 20.0, 3: 3.0, 4: 4.0}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -104,6 +105,7 @@ def test_worker_attaches_the_minibatch_mask(monkeypatch) -> None:
     def fake_infer_batch(self, data):  # verl's no-grad forward, as the FSDP engine would return it
         seen["keys"] = set(data.keys())
         seen["compute_loss"] = tu.get(data, "compute_loss")
+        seen["micro_batch_size_per_gpu"] = tu.get(data, "micro_batch_size_per_gpu")
         return tu.get_tensordict(tensor_dict={"log_probs": nested}, non_tensor_dict={"metrics": {}})
 
     class FakeEngine:
@@ -115,11 +117,15 @@ def test_worker_attaches_the_minibatch_mask(monkeypatch) -> None:
     monkeypatch.setattr(TrainingWorker, "infer_batch", fake_infer_batch)
     worker = object.__new__(M2POTrainingWorker)
     worker.engine, worker.device_name = FakeEngine(), "cpu"
+    worker.engine_config = SimpleNamespace(
+        use_dynamic_bsz=False, max_token_len_per_gpu=None, micro_batch_size_per_gpu=2
+    )
     worker.loss_fn = M2POLossFn(partial(ppo_loss, config=actor_config("minibatch")))
     assert minibatch_tau(worker.loss_fn.actor_config) == TAU
     assert minibatch_tau(actor_config("microbatch")) is None
     worker.attach_keep_mask(td, TAU)
     assert seen["compute_loss"] is False and KEEP_MASK_KEY not in seen["keys"]
+    assert seen["micro_batch_size_per_gpu"] == 2  # the no-grad pass splits like the training call
     assert "compute_loss" not in td.keys()  # the pre-pass's bookkeeping stays off the training batch
     assert torch.equal(td[KEEP_MASK_KEY], m2po_mask(lp, old, adv, mask, tau=TAU))
     # verl's micro-batch split carries the mask along with the rows

@@ -14,7 +14,9 @@ from .ppo import ppo_clip_objective
 from .registry import register_policy_loss
 
 
-@register_policy_loss("gspo", reference="Zheng et al. 2025, GSPO (arXiv 2507.18071) Eq. 5-7 and §5.1")
+@register_policy_loss(
+    "gspo", reference="Zheng et al. 2025, GSPO (arXiv 2507.18071) Eq. 5-7 and §5.1", default_agg="seq-mean-token-mean"
+)
 def gspo(batch: PolicyBatch, clip_low: float = 3e-4, clip_high: float = 4e-4):
     """Group Sequence Policy Optimization, token form (GSPO-token, Eq. 7).
 
@@ -26,9 +28,7 @@ def gspo(batch: PolicyBatch, clip_low: float = 3e-4, clip_high: float = 4e-4):
     seq = sequence_log_ratio_mean(batch).detach()
     log_s = seq + batch.log_prob - batch.log_prob.detach()
     ratio = torch.exp(log_s.clamp(-20.0, 20.0))
-    obj = ppo_clip_objective(batch, ratio, 1 - clip_low, 1 + clip_high)
-    obj.default_agg = "seq-mean-token-mean"
-    return obj
+    return ppo_clip_objective(batch, ratio, 1 - clip_low, 1 + clip_high)
 
 
 @register_policy_loss("cispo", reference="MiniMax 2025, MiniMax-M1 (arXiv 2506.13585) §3.1 Eq. 4-5")

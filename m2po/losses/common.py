@@ -77,7 +77,6 @@ class TokenObjective:
     clipped: torch.Tensor
     zero_grad: torch.Tensor
     extra_metrics: dict[str, float] = field(default_factory=dict)
-    default_agg: str | None = None
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -248,3 +247,33 @@ def standard_metrics(batch: PolicyBatch, clipped: torch.Tensor, zero_grad: torch
         ]
     )
     return dict(zip(METRIC_NAMES, values.tolist(), strict=True))
+
+
+#: sums behind the ratio metrics (numerator, denominator) — :func:`metric_sums`
+SUM_METRICS = {
+    "m2": ("sq_tr", "n_tr"),
+    "m2_all": ("sq_all", "n_all"),
+    "m2_after": ("sq_active", "n_active"),
+}
+
+
+@torch.no_grad()
+def metric_sums(batch: PolicyBatch, zero_grad: torch.Tensor) -> dict[str, float]:
+    """The sums behind ``m2``, ``m2_all``, ``m2_after`` and ``ess`` of :func:`standard_metrics`, so that a
+    batch split into parts (micro-batches, ranks) can report the quantities of the whole: e.g. the whole
+    batch's ``m2`` is Σ ``sq_tr`` / Σ ``n_tr`` over the parts, and ``ess`` is (Σ ``r``)² / (Σ ``n_all`` ·
+    Σ ``r_sq``). One host sync."""
+    mask = batch.mask
+    dt = batch.log_ratio.dtype
+    sq = batch.log_ratio.detach().square()
+    tr = trust_region(batch)
+    active = tr & ~zero_grad
+    r = torch.where(mask, batch.ratio.detach(), torch.zeros((), dtype=dt, device=sq.device))
+    values = torch.stack(
+        [
+            (sq * tr).sum(), tr.sum().to(dt), (sq * mask).sum(), mask.sum().to(dt), (sq * active).sum(),
+            active.sum().to(dt), r.sum(), r.square().sum(),
+        ]
+    )  # fmt: skip
+    keys = ("sq_tr", "n_tr", "sq_all", "n_all", "sq_active", "n_active", "r", "r_sq")
+    return dict(zip(keys, values.tolist(), strict=True))

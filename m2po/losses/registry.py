@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .common import PolicyBatch, TokenObjective, agg_loss, prepare_batch, standard_metrics
+from .common import AGG_MODES, PolicyBatch, TokenObjective, agg_loss, metric_sums, prepare_batch, standard_metrics
 
 TokenObjectiveFn = Callable[..., TokenObjective]
 PolicyLossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
@@ -35,6 +35,8 @@ class LossInfo:
     objective: TokenObjectiveFn
     defaults: dict[str, object]
     reference: str
+    #: the aggregation the loss's paper defines (None: token-mean); used when the caller passes none
+    default_agg: str | None = None
 
 
 _INFO: dict[str, LossInfo] = {}
@@ -56,8 +58,13 @@ def truncated_is_weight(
     return torch.where(mask, w, torch.zeros_like(w))
 
 
-def register_policy_loss(name: str, reference: str = "") -> Callable[[TokenObjectiveFn], TokenObjectiveFn]:
-    """Decorator: register ``objective(batch, **params) -> TokenObjective`` under ``name``."""
+def register_policy_loss(
+    name: str, reference: str = "", default_agg: str | None = None
+) -> Callable[[TokenObjectiveFn], TokenObjectiveFn]:
+    """Decorator: register ``objective(batch, **params) -> TokenObjective`` under ``name``; ``default_agg``
+    is the aggregation its paper defines (e.g. GSPO's sequence mean), used when a call passes none."""
+    if default_agg is not None and default_agg not in AGG_MODES:
+        raise ValueError(f"`default_agg` must be one of {AGG_MODES}, got {default_agg!r}")
 
     def decorator(objective: TokenObjectiveFn) -> TokenObjectiveFn:
         if name in _REGISTRY:
@@ -78,6 +85,7 @@ def register_policy_loss(name: str, reference: str = "") -> Callable[[TokenObjec
             rollout_is_weights: torch.Tensor | None = None,
             rollout_log_prob: torch.Tensor | None = None,
             tis_cap: float | None = None,
+            with_sums: bool = False,
             **params: object,
         ) -> tuple[torch.Tensor, dict[str, float]]:
             unknown = set(params) - accepted
@@ -86,6 +94,12 @@ def register_policy_loss(name: str, reference: str = "") -> Callable[[TokenObjec
                     f"policy loss {name!r} got unknown parameter(s) {sorted(unknown)}; "
                     f"it accepts {sorted(defaults)} plus the common ones (loss_agg_mode, "
                     "global_token_count, global_seq_count, rollout_is_weights, rollout_log_prob, tis_cap)"
+                )
+            if rollout_is_weights is not None and rollout_log_prob is not None:
+                raise ValueError(
+                    f"policy loss {name!r}: give either `rollout_is_weights` (importance weights computed by the "
+                    "caller, e.g. verl's rollout correction) or `rollout_log_prob` (TIS computed here), not both: "
+                    "each corrects for the rollout policy, so both together would correct twice"
                 )
             extra = {k: params[k] for k in TENSOR_PARAMS if k in params}
             batch: PolicyBatch = prepare_batch(
@@ -109,17 +123,19 @@ def register_policy_loss(name: str, reference: str = "") -> Callable[[TokenObjec
                 loss_mat = loss_mat * truncated_is_weight(
                     old_log_prob, rollout_log_prob, tis_cap, batch.mask, dtype=loss_mat.dtype
                 )
-            mode = loss_agg_mode or obj.default_agg or "token-mean"
+            mode = loss_agg_mode or default_agg or "token-mean"
             loss = agg_loss(loss_mat, batch.mask, mode, global_token_count, global_seq_count)
             metrics = standard_metrics(batch, obj.clipped, obj.zero_grad)
             metrics.update(obj.extra_metrics)
+            if with_sums:  # the sums behind the ratio metrics, keyed "sum/<name>" (common.metric_sums)
+                metrics.update({f"sum/{k}": v for k, v in metric_sums(batch, obj.zero_grad).items()})
             return loss, metrics
 
         policy_loss.__name__ = f"{name}_policy_loss"
         policy_loss.__doc__ = objective.__doc__
         policy_loss.__wrapped__ = objective  # type: ignore[attr-defined]
         _REGISTRY[name] = policy_loss
-        _INFO[name] = LossInfo(name, objective, defaults, reference)
+        _INFO[name] = LossInfo(name, objective, defaults, reference, default_agg)
         return objective
 
     return decorator

@@ -14,7 +14,16 @@ instead, so the adapter passes ``global_token_count = batch_num_tokens / dp_size
 this is the mini-batch token mean of Eq. 5 (all response tokens in the denominator, footnote 2).
 
 Loss parameters come from the actor config (:func:`resolve_loss_params`); ``rollout_is_weights``
-(verl's rollout-correction / TIS weights) is passed through unchanged.
+(verl's rollout-correction / TIS weights) is passed through unchanged. The aggregation is
+:func:`resolve_agg_mode`'s: a loss whose paper defines one (GSPO's sequence mean) keeps it.
+
+Exact mini-batch metrics. verl averages each metric over the micro-batches and ranks of a mini-batch,
+so a ratio such as ``m2`` (Σ (log r)² / #tokens over the trust region) would be logged as a mean of
+per-micro-batch ratios, not the mini-batch's value that Algorithm 1 thresholded. Every call therefore
+also reports the sums behind ``m2``, ``m2_all``, ``m2_after`` and ``ess`` (``actor/m2po/sum/*``, equally
+averaged by verl), and :func:`exact_minibatch_metrics` (called by the M2PO trainer) turns them back into
+the mini-batch's exact values: the mean of a numerator over the same micro-batches divided by the mean
+of its denominator is the ratio of the sums.
 """
 
 from __future__ import annotations
@@ -27,11 +36,14 @@ from typing import Any
 import torch
 
 from m2po.losses import get_policy_loss, loss_info
+from m2po.losses.common import SUM_METRICS
 
 from .config import policy_loss_settings
 
 __all__ = [
     "KEEP_MASK_KEY",
+    "exact_minibatch_metrics",
+    "resolve_agg_mode",
     "M2POLossFn",
     "global_denominators",
     "keep_mask_context",
@@ -86,6 +98,13 @@ def resolve_loss_params(name: str, config: Any) -> dict[str, Any]:
     return params
 
 
+def resolve_agg_mode(name: str, config: Any, loss_agg_mode: str) -> str:
+    """The aggregation of loss ``name``: ``policy_loss.loss_agg_mode`` if set, else the loss's own (its
+    registry entry's ``default_agg``, e.g. GSPO's ``seq-mean-token-mean``), else verl's ``loss_agg_mode``."""
+    chosen = policy_loss_settings(config.get("policy_loss", None))["loss_agg_mode"]
+    return chosen or loss_info(name).default_agg or loss_agg_mode
+
+
 def global_denominators(
     config: Any, loss_agg_mode: str, response_mask: torch.Tensor
 ) -> tuple[str, float | None, float | None]:
@@ -113,15 +132,46 @@ def global_denominators(
 
 def verl_metrics(name: str, metrics: dict[str, float], dual_clip_frac: float = 0.0) -> dict[str, float]:
     """verl's three standard names (``actor/pg_clipfrac``, ``actor/ppo_kl``, ``actor/pg_clipfrac_lower``)
-    plus every metric of docs/losses.md as ``actor/m2po/<name>``. verl averages them over micro-batches
-    and ranks (``AggregationType.MEAN``), so e.g. ``ratio_max`` is a mean of micro-batch maxima."""
+    plus every metric of docs/losses.md as ``actor/m2po/<name>``; a loss's own metrics, already namespaced
+    by the loss (``m2po/tau``, ``m2po_released/t``), become ``actor/<namespace>/<name>``. verl averages them
+    over micro-batches and ranks (``AggregationType.MEAN``), so e.g. ``ratio_max`` is a mean of micro-batch
+    maxima; see :func:`exact_minibatch_metrics` for the ratios the M2PO trainer logs exactly."""
     out = {
         "actor/pg_clipfrac": float(metrics["clipped_frac"]),
         "actor/ppo_kl": float(metrics["kl_k1"]),
         "actor/pg_clipfrac_lower": float(dual_clip_frac),
     }
-    out.update({f"actor/m2po/{k}": float(v) for k, v in metrics.items()})
+    for k, v in metrics.items():
+        namespaced = "/" in k and not k.startswith("sum/")
+        out[f"actor/{k}" if namespaced else f"actor/m2po/{k}"] = float(v)
     return out
+
+
+#: the sums reported per call, as verl logs them (``actor/m2po/sum/<key>``)
+SUM_PREFIX = "actor/m2po/sum/"
+
+
+def exact_minibatch_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``actor/m2po/{m2, m2_all, m2_after, ess}`` in an update's metrics (verl's per-mini-batch
+    lists, or scalars) by the exact values of each mini-batch, from the ``actor/m2po/sum/*`` entries, which
+    are removed. Each list entry is one mini-batch (an optimizer step); a ratio of two means over the same
+    micro-batches and ranks is the ratio of their sums."""
+    sums = {k[len(SUM_PREFIX) :]: metrics.pop(k) for k in [k for k in metrics if k.startswith(SUM_PREFIX)]}
+    if not sums:
+        return metrics
+
+    def per_step(key: str) -> list[float]:
+        v = sums[key]
+        return [float(x) for x in v] if isinstance(v, list | tuple) else [float(v)]
+
+    def ratio(num: list[float], den: list[float]) -> list[float]:
+        return [a / b if b > 0 else 0.0 for a, b in zip(num, den, strict=True)]
+
+    for name, (num, den) in SUM_METRICS.items():
+        metrics[f"actor/m2po/{name}"] = ratio(per_step(num), per_step(den))
+    r, r_sq, n = per_step("r"), per_step("r_sq"), per_step("n_all")
+    metrics["actor/m2po/ess"] = [a * a / (b * c) if b * c > 0 else 0.0 for a, b, c in zip(r, n, r_sq, strict=True)]
+    return metrics
 
 
 def make_verl_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:
@@ -140,7 +190,8 @@ def make_verl_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, dict[s
         if config is None:
             raise ValueError(f"the {name!r} policy loss needs verl's actor config (config=...)")
         params = resolve_loss_params(name, config)
-        mode, token_count, seq_count = global_denominators(config, loss_agg_mode, response_mask)
+        agg = resolve_agg_mode(name, config, loss_agg_mode)
+        mode, token_count, seq_count = global_denominators(config, agg, response_mask)
         if name == "m2po":
             scope = policy_loss_settings(config.get("policy_loss", None))["mask_scope"]
             keep = current_keep_mask()
@@ -164,6 +215,7 @@ def make_verl_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, dict[s
             global_token_count=token_count,
             global_seq_count=seq_count,
             rollout_is_weights=rollout_is_weights,
+            with_sums=True,
             **params,
         )
         dual = 0.0

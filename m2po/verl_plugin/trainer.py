@@ -1,33 +1,41 @@
 """``M2POTrainer``: verl's ``RayPPOTrainer`` with exact, fixed staleness (paper §3.2).
 
-The subclass changes no line of verl's ``fit`` loop; it hooks four methods the loop already calls:
+The subclass changes no line of verl's ``fit`` loop; it hooks methods the loop already calls:
 
-* ``_balance_batch`` (called once per step right after generation, before the reward is read): compute
-  the behaviour log-probs of the fresh batch with the actor that generated it (verl's own
-  ``_compute_old_log_prob``), push it into the :class:`~m2po.verl_plugin.buffer.StaleRolloutBuffer`,
-  and swap the *contents* of the step's ``DataProto`` for the oldest waiting batch (in place: the loop
-  holds the object). verl then balances it across ranks as usual. Needs ``trainer.balance_batch=true``.
+* ``_balance_batch`` (called once per step right after generation, before the reward is read): verl
+  balances the fresh batch across the data-parallel ranks; then its behaviour log-probs are computed with
+  the actor that generated it (verl's own ``_compute_old_log_prob``, on the balanced batch), it is pushed
+  into the :class:`~m2po.verl_plugin.buffer.StaleRolloutBuffer`, and the *contents* of the step's
+  ``DataProto`` are swapped for the oldest waiting batch (in place: the loop holds the object), which verl
+  balances again (for the step's balance metrics). A batch generated in the last ``k`` steps of the run
+  would be popped only after the run ends: it gets no log-prob pass and is not stored. Needs
+  ``trainer.balance_batch=true``.
 * ``_compute_old_log_prob``: return the stored behaviour log-probs (π_behav of the ratio), or, for
   ``decoupled_ppo`` (``m2po.proximal``), recompute the proximal policy's while the behaviour ones become
   ``rollout_log_probs`` for verl's rollout-correction weights (AReaL's π_prox/π_behav).
 * ``_update_actor``: no update during the ``k = s/n`` prefill steps ("the first k iterations only
-  generate", PAPER.md §4); the rollout weights are still refreshed by the loop.
-* ``_save_checkpoint`` / ``_load_checkpoint``: the queue is saved as ``global_step_<N>/m2po_stale_queue.pt``
-  next to verl's ``actor/`` folder *before* verl writes its tracker file, and restored on resume.
+  generate", PAPER.md §4); the rollout weights are still refreshed by the loop. After an update, the
+  policy version advances by the optimizer steps verl took (a step skipped for a non-finite gradient
+  norm does not count).
+* ``_save_checkpoint`` / ``_load_checkpoint``: the queue's manifest (references to the batch files in
+  ``m2po.queue_dir``) is saved as ``global_step_<N>/m2po_stale_queue.json`` next to verl's ``actor/``
+  folder *before* verl writes its tracker file; once the tracker names the new checkpoint, the batch files
+  only older checkpoints referred to are deleted. Only the latest checkpoint can be resumed from.
 
 Reward: verl's agent loop scores each response at generation time; the reward is a pure function of the
 response and the ground truth, so the value is the one the paper computes at pop time. Advantages (GRPO,
 Eq. 2) are computed by the loop after the swap, i.e. when the batch is popped.
 
 Steps. ``global_steps`` counts prefill steps too: training step ``i`` (0-based) is global step
-``k + 1 + i``; set ``trainer.total_training_steps = steps + k`` (the launcher does).
+``k + 1 + i``; set ``trainer.total_training_steps = steps + k`` (the launcher does). ``m2po.stop_at_step``
+ends this session after that global step (with a checkpoint) while the run keeps its planned length: a
+resume continues it exactly (the batches the remaining steps need are kept).
 """
 
 from __future__ import annotations
 
-import glob
+import math
 import os
-import re
 from typing import Any
 
 import torch
@@ -37,7 +45,8 @@ from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
 from m2po.config import ConfigError
 
-from .buffer import META_STALENESS, META_VERSION, QUEUE_FILENAME, StaleRolloutBuffer
+from .adapter import exact_minibatch_metrics
+from .buffer import META_STALENESS, META_VERSION, QUEUE_MANIFEST, StaleRolloutBuffer
 from .config import stale_settings, updates_per_batch
 
 __all__ = ["M2POTrainer"]
@@ -69,36 +78,51 @@ class M2POTrainer(RayPPOTrainer):
         self._m2po_buffer = StaleRolloutBuffer(
             staleness=s["staleness"],
             updates_per_batch=updates_per_batch(config),
+            queue_dir=s["queue_dir"],
             max_in_memory=s["queue_max_in_memory"],
-            spill_dir=s["queue_spill_dir"],
         )
         self._m2po_prefill_step = False
         self._m2po_mfu: float | None = None
+        # the run as planned (lr schedule, which batches will be trained on) vs where this session stops
+        self._m2po_planned_steps = getattr(self, "total_training_steps", None)
+        stop = s["stop_at_step"]
+        if stop is not None and self._m2po_planned_steps is not None:
+            self.total_training_steps = min(int(stop), int(self._m2po_planned_steps))
 
     # -- the swap ------------------------------------------------------------------------------------
     def _balance_batch(self, batch: DataProto, metrics: dict, logging_prefix: str = "global_seqlen", **kw: Any) -> None:
-        if logging_prefix == "global_seqlen":
-            self._m2po_exchange(batch, metrics)
         super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, **kw)
+        if logging_prefix == "global_seqlen":
+            if self._m2po_exchange(batch, metrics):
+                super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, **kw)
 
-    def _m2po_exchange(self, batch: DataProto, metrics: dict) -> None:
-        """Attach behaviour log-probs to the fresh batch, push it, and swap in the oldest batch (in place)."""
-        # what verl's loop sets right after _balance_batch, needed by the log-prob call (mfu) before it
-        meta = batch.meta_info
-        meta.setdefault("global_token_num", torch.sum(batch.batch["attention_mask"], dim=-1).tolist())
-        if "images_seqlens" not in meta:
-            mm = batch.non_tensor_batch.get("multi_modal_inputs", [])
-            meta["images_seqlens"] = [n for x in mm if "image_grid_thw" in x for n in x["images_seqlens"].tolist()]
-        behaviour, self._m2po_mfu = self._behaviour_log_probs(batch)
-        batch.union(behaviour)
+    def _m2po_trained_later(self) -> bool:
+        """Whether the batch generated in this step will be popped within the run (at step ``g + k``)."""
+        k = self._m2po_buffer.schedule.prefill_batches
+        total = self._m2po_planned_steps
+        return k == 0 or total is None or self.global_steps + k <= int(total)
+
+    def _m2po_exchange(self, batch: DataProto, metrics: dict) -> bool:
+        """Attach behaviour log-probs to the fresh (balanced) batch, push it, and swap in the oldest batch
+        (in place). Returns whether the step's batch was swapped."""
         buffer = self._m2po_buffer
-        popped = buffer.exchange(batch)
+        keep = buffer.in_prefill or self._m2po_trained_later()
+        if keep:
+            # what verl's loop sets right after _balance_batch, needed by the log-prob call (mfu) before it
+            meta = batch.meta_info
+            meta.setdefault("global_token_num", torch.sum(batch.batch["attention_mask"], dim=-1).tolist())
+            if "images_seqlens" not in meta:
+                mm = batch.non_tensor_batch.get("multi_modal_inputs", [])
+                meta["images_seqlens"] = [n for x in mm if "image_grid_thw" in x for n in x["images_seqlens"].tolist()]
+            behaviour, self._m2po_mfu = self._behaviour_log_probs(batch)
+            batch.union(behaviour)
+        popped = buffer.exchange(batch if keep else None)
         self._m2po_prefill_step = popped is None
         metrics["m2po/prefill"] = float(popped is None)
         metrics["m2po/queue_len"] = float(len(buffer))
         metrics["m2po/updates_done"] = float(buffer.updates_done)
         if popped is None:
-            return
+            return False
         if self._m2po["proximal"]:
             popped.batch["rollout_log_probs"] = popped.batch.pop("old_log_probs")
             popped.batch.pop("entropys", None)
@@ -107,6 +131,7 @@ class M2POTrainer(RayPPOTrainer):
         metrics["m2po/behaviour_version"] = float(batch.meta_info[META_VERSION])
         metrics["m2po/staleness_min"] = float(min(stale))
         metrics["m2po/staleness_max"] = float(max(stale))
+        return True
 
     def _behaviour_log_probs(self, batch: DataProto) -> tuple[DataProto, float | None]:
         """π_behav log-probs (and entropies) of a fresh batch: verl's recomputation with the current actor,
@@ -123,35 +148,31 @@ class M2POTrainer(RayPPOTrainer):
     def _update_actor(self, batch: DataProto) -> DataProto:
         if self._m2po_prefill_step:
             return DataProto.from_single_dict(data={}, meta_info={"metrics": {}})
-        return super()._update_actor(batch)
+        output = super()._update_actor(batch)
+        metrics = exact_minibatch_metrics(output.meta_info["metrics"])
+        buffer = self._m2po_buffer
+        norms = metrics.get("actor/grad_norm")
+        attempted = buffer.updates_per_batch
+        if norms is not None:  # one per optimizer step; verl skips a step whose norm is not finite
+            norms = [norms] if isinstance(norms, int | float) else list(norms)
+            attempted = len(norms)
+            taken = sum(math.isfinite(float(x)) for x in norms)
+        else:
+            taken = attempted
+        buffer.record_updates(taken, attempted)
+        metrics["m2po/updates_done"] = float(buffer.updates_done)
+        metrics["m2po/updates_skipped"] = float(buffer.updates_skipped)
+        return output
 
     # -- checkpoints -----------------------------------------------------------------------------------
-    def _m2po_queue_path(self, step_folder: str) -> str:
-        return os.path.join(step_folder, QUEUE_FILENAME)
-
     def _save_checkpoint(self) -> None:
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
         os.makedirs(folder, exist_ok=True)
-        self._m2po_buffer.save(self._m2po_queue_path(folder))  # before verl writes its tracker file
+        manifest = self._m2po_buffer.save(folder)  # before verl writes its tracker file
         super()._save_checkpoint()
-        self._m2po_prune_queues()
-
-    def _m2po_prune_queues(self) -> None:
-        """Keep queue files only for the newest ``trainer.max_actor_ckpt_to_keep`` checkpoints (verl removes
-        old ``actor/`` folders but not the files we put beside them; a queue is ~10 GB at s = 256)."""
-        keep = self.config.trainer.get("max_actor_ckpt_to_keep", None)
-        if not keep or keep <= 0:
-            return
-        pattern = os.path.join(self.config.trainer.default_local_dir, "global_step_*", QUEUE_FILENAME)
-        found = []
-        for path in glob.glob(pattern):
-            m = re.search(r"global_step_(\d+)", path)
-            if m:
-                found.append((int(m.group(1)), path))
-        for _, path in sorted(found)[: max(0, len(found) - int(keep))]:
-            for p in (path, path + ".json"):
-                if os.path.exists(p):
-                    os.remove(p)
+        checkpoint = self.config.actor_rollout_ref.actor.get("checkpoint", None) or {}
+        if not checkpoint.get("async_save", False):  # the tracker now names this checkpoint
+            self._m2po_buffer.commit(manifest)
 
     def _load_checkpoint(self):  # type: ignore[override]
         result = super()._load_checkpoint()
@@ -164,13 +185,12 @@ class M2POTrainer(RayPPOTrainer):
             folder = os.path.join(str(trainer.default_local_dir), f"global_step_{self.global_steps}")
         if not os.path.isabs(folder):
             folder = os.path.join(os.getcwd(), folder)
-        path = self._m2po_queue_path(folder)
-        if not os.path.exists(path):
+        if not os.path.exists(os.path.join(folder, QUEUE_MANIFEST)):
             raise FileNotFoundError(
-                f"{path} is missing: the stale queue must be restored with the checkpoint, or the next "
-                f"{self._m2po_buffer.schedule.prefill_batches} steps would not be exactly "
+                f"{os.path.join(folder, QUEUE_MANIFEST)} is missing: the stale queue must be restored with the "
+                f"checkpoint, or the next {self._m2po_buffer.schedule.prefill_batches} steps would not be exactly "
                 f"{self._m2po_buffer.staleness} updates stale; resume from a checkpoint saved by M2POTrainer"
             )
-        self._m2po_buffer.load(path)
+        self._m2po_buffer.load(folder)
         self._m2po_prefill_step = False
         return result

@@ -69,7 +69,17 @@ class M2POTrainingWorker(TrainingWorker):
         if getattr(self.engine, "ulysses_sequence_parallel_size", 1) > 1:
             raise NotImplementedError("mask_scope=minibatch does not support Ulysses sequence parallelism yet")
         view = data.copy()  # shallow: infer_batch's bookkeeping keys must not leak into the training call
-        tu.assign_non_tensor(view, compute_loss=False, calculate_entropy=False)
+        # the training call's micro-batching (infer_batch would use the log-prob pass's sizes, which need
+        # not divide a mini-batch's rows): the same micro-batches, so the same forward numerics
+        engine = self.engine_config
+        training = dict(
+            use_dynamic_bsz=engine.use_dynamic_bsz,
+            max_token_len_per_gpu=engine.max_token_len_per_gpu,
+            micro_batch_size_per_gpu=engine.micro_batch_size_per_gpu,
+        )
+        tu.assign_non_tensor(
+            view, compute_loss=False, calculate_entropy=False, **{k: v for k, v in training.items() if k not in data}
+        )
         out = super().infer_batch(view)
         if out is None:
             raise NotImplementedError(

@@ -44,6 +44,21 @@ if config["engine"] == "tiny":
 
 else:
 
+    def verl_layout(wc):
+        """(nodes, GPUs per node) of a run: the model group file's (workflow/verl/m2po_model/<model>.yaml,
+        what the launcher uses too; Qwen2.5-32B: 4 x 8), unless the config sets nodes / gpus_per_node."""
+        from pathlib import Path
+
+        import yaml
+
+        models = Path(workflow.main_snakefile).parent / "workflow" / "verl" / "m2po_model"
+        group = models / f"{parse_run_id(wc.run_id).model.lower()}.yaml"
+        trainer = (yaml.safe_load(group.read_text()) or {}).get("trainer", {}) or {}
+        return (
+            int(config.get("nodes") or trainer.get("nnodes", 1)),
+            int(config.get("gpus_per_node") or trainer.get("n_gpus_per_node", 8)),
+        )
+
     rule train:
         input:
             data=f"{RES}/data/manifest.done",
@@ -57,19 +72,20 @@ else:
             f"{RES}/benchmarks/train/{{run_id}}.tsv"
         threads: 16
         resources:
-            nodes=config.get("nodes", 1),
-            gpus=config.get("nodes", 1) * config.get("gpus_per_node", 8),
+            nodes=lambda wc: verl_layout(wc)[0],
+            gpus=lambda wc: verl_layout(wc)[0] * verl_layout(wc)[1],
             runtime=4 * 24 * 60,
         params:
             spec=lambda wc: parse_run_id(wc.run_id),
             tau=lambda wc: (
                 f"--tau {parse_run_id(wc.run_id).tau}" if parse_run_id(wc.run_id).tau is not None else ""
             ),
+            gpus_per_node=lambda wc: verl_layout(wc)[1],
         # verl logs one line per step to <out>/metrics.jsonl; m2po.verl_plugin.tidy converts it into
         # the declared updates/evals/tokens.csv (docs/verl.md, "Tidy logs")
         shell:
             "python -m m2po.verl_plugin.launch --model {params.spec.model} --method {params.spec.method} "
             "--staleness {params.spec.staleness} --seed {params.spec.seed} "
-            "{params.tau} --nodes {resources.nodes} --gpus-per-node {config[gpus_per_node]} "
+            "{params.tau} --nodes {resources.nodes} --gpus-per-node {params.gpus_per_node} "
             "--data {RES}/data --out {RES}/runs/{wildcards.run_id} > {log} 2>&1 && "
             "python -m m2po.verl_plugin.tidy {RES}/runs/{wildcards.run_id} >> {log} 2>&1"

@@ -1,0 +1,245 @@
+"""The stale queue on disk for long runs: each rollout batch is written once; checkpoints hold references.
+
+Why. With staleness ``s`` and ``n`` updates per batch, ``k = s / n`` rollout batches wait in the queue
+(64 at the paper's s = 256). Saving them *into* every checkpoint (what :meth:`StaleQueue.save` does)
+writes ``k`` batches per checkpoint and keeps them as long as the checkpoint: for Qwen2.5-Math-7B about
+64 × 365 MB ≈ 23 GB per save, ~21 saves per 1000-step run kept for evaluation ≈ 0.5 TB, and training
+waits for each 23 GB write. The paper's evaluation needs the checkpoints' weights, not their queues, and
+only the latest checkpoint needs to be resumable.
+
+How. :class:`DurableStaleQueue` is the FIFO of :class:`m2po.staleness.StaleQueue` (same push/pop and
+counters) over a *store* folder:
+
+* :meth:`push` writes the batch once, to ``<store>/batch_<seq>.pt``, in a background thread (training
+  goes on; the newest ``max_in_memory`` batches also stay in RAM, the older ones are read back on pop);
+* :meth:`manifest` is what a checkpoint saves: the waiting entries' versions, metadata and file names
+  (a few hundred bytes per batch), after :meth:`flush` has finished the pending writes;
+* :meth:`commit` is called once a checkpoint has become the latest one (verl's tracker file written):
+  it deletes every batch file that has been popped and that the committed manifest does not list; a
+  batch popped later is deleted at once unless the latest committed manifest lists it;
+* :meth:`load_manifest` restores a checkpoint's queue and deletes every batch file it does not list
+  (batches pushed after that checkpoint, before a crash, and consumed ones of older checkpoints).
+
+Disk: the ``k`` waiting batches (``k + 1`` between a push and its pop) plus the batches popped since the
+latest checkpoint that it lists (a resume from it needs them again): at most ``k + min(f, k) + 1`` batch
+files with a checkpoint every ``f`` steps (``k + f`` when ``f <= k``), whatever the number of checkpoints
+kept. Only the latest checkpoint's
+manifest is guaranteed resumable; older ones fail on load with a message naming the missing batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .fileio import atomic_torch_save
+from .staleness import EmptyQueueError, QueueEntry, _check_int
+
+__all__ = ["MANIFEST_FORMAT", "DurableStaleQueue", "MissingBatchError"]
+
+MANIFEST_FORMAT = "m2po.StaleQueueManifest/1"
+_FILE = re.compile(r"^batch_(\d{12})\.pt$")
+
+
+class MissingBatchError(FileNotFoundError):
+    """A manifest lists a batch whose file is gone (the manifest is not the latest checkpoint's)."""
+
+
+class DurableStaleQueue:
+    """FIFO of rollout batches stored once each in ``store_dir`` (see the module docstring).
+
+    Not thread-safe: one trainer drives it (the writer thread only runs ``torch.save``).
+    """
+
+    def __init__(self, store_dir: str | os.PathLike[str], max_in_memory: int = 0, map_location: Any = None) -> None:
+        self.store_dir = Path(store_dir)
+        self.max_in_memory = _check_int("max_in_memory", max_in_memory, 0)
+        self.map_location = map_location
+        self._entries: deque[QueueEntry] = deque()
+        self._popped: dict[int, Path] = {}  # consumed batches the latest checkpoint still refers to
+        self._committed: set[int] = set()  # seqs the latest committed manifest refers to
+        self._writes: dict[int, Future] = {}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stale-queue-writer")
+        self._next_seq = 0
+        self._num_pushed = 0
+        self._num_popped = 0
+        self.bytes_written = 0
+        self.batches_written = 0
+
+    # -- inspection -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"DurableStaleQueue(len={len(self)}, store={str(self.store_dir)!r}, in_memory={self.num_in_memory})"
+
+    @property
+    def num_pushed(self) -> int:
+        return self._num_pushed
+
+    @property
+    def num_popped(self) -> int:
+        return self._num_popped
+
+    @property
+    def num_in_memory(self) -> int:
+        return sum(e.item is not None for e in self._entries)
+
+    def versions(self) -> list[int]:
+        return [e.policy_version for e in self._entries]
+
+    def files(self) -> list[Path]:
+        """Batch files in the store now (finished writes only)."""
+        if not self.store_dir.is_dir():
+            return []
+        return sorted(p for p in self.store_dir.iterdir() if _FILE.match(p.name))
+
+    # -- push / pop -----------------------------------------------------------------------------
+    def push(self, item: Any, policy_version: int, metadata: dict[str, Any] | None = None) -> None:
+        """Append a batch generated by policy ``policy_version``; its file is written in the background."""
+        _check_int("policy_version", policy_version, 0)
+        seq = self._next_seq
+        path = self.store_dir / f"batch_{seq:012d}.pt"
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        entry = QueueEntry(seq, policy_version, dict(metadata or {}), item, path)
+        self._writes[seq] = self._writer.submit(self._write, item, path)
+        self._entries.append(entry)
+        self._next_seq += 1
+        self._num_pushed += 1
+        self._evict()
+
+    def pop(self) -> tuple[Any, int]:
+        """Remove the oldest batch and return ``(item, policy_version)``."""
+        if not self._entries:
+            raise EmptyQueueError("the stale queue is empty: push the rollout batch (and the prefill batches) first")
+        entry = self._entries.popleft()
+        item = entry.item
+        if item is None:
+            self._wait(entry.seq)
+            assert entry.path is not None
+            item = torch.load(entry.path, map_location=self.map_location, weights_only=False)
+        entry.item = None
+        assert entry.path is not None
+        if entry.seq in self._committed:  # a resume from the latest checkpoint needs it again
+            self._popped[entry.seq] = entry.path
+        else:
+            self._delete(entry.seq, entry.path)
+        self._num_popped += 1
+        self._evict()
+        return item, entry.policy_version
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Wait until every pushed batch is on disk (re-raises a failed write)."""
+        for seq in list(self._writes):
+            self._wait(seq)
+        self._evict()
+
+    def manifest(self) -> dict[str, Any]:
+        """The queue as references to its batch files (call :meth:`flush` first; :meth:`manifest` does)."""
+        self.flush()
+        return {
+            "format": MANIFEST_FORMAT,
+            "next_seq": self._next_seq,
+            "num_pushed": self._num_pushed,
+            "num_popped": self._num_popped,
+            "entries": [
+                {"seq": e.seq, "policy_version": e.policy_version, "metadata": e.metadata, "file": e.path.name}
+                for e in self._entries
+                if e.path is not None
+            ],
+        }
+
+    def commit(self, manifest: dict[str, Any]) -> list[Path]:
+        """``manifest`` is now the latest checkpoint's: delete consumed batches it does not list."""
+        keep = {int(e["seq"]) for e in manifest["entries"]}
+        removed = []
+        for seq in [s for s in self._popped if s not in keep]:
+            path = self._popped.pop(seq)
+            self._delete(seq, path)
+            removed.append(path)
+        self._committed = keep
+        return removed
+
+    def load_manifest(self, manifest: dict[str, Any], source: str = "manifest") -> None:
+        """Restore the queue a checkpoint saved; delete the store's batch files it does not list."""
+        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"{source}: not a stale-queue manifest (expected format {MANIFEST_FORMAT!r})")
+        self.flush()
+        entries = []
+        for rec in manifest["entries"]:
+            path = self.store_dir / str(rec["file"])
+            if not path.is_file():
+                raise MissingBatchError(
+                    f"{source}: batch {rec['file']} is missing from {self.store_dir}: only the latest checkpoint "
+                    "of a run can be resumed (older checkpoints keep their weights for evaluation, not their queue)"
+                )
+            version = _check_int("policy_version", rec["policy_version"], 0)
+            entries.append(QueueEntry(int(rec["seq"]), version, dict(rec["metadata"]), None, path))
+        listed = {e.path for e in entries}
+        for path in self.files():
+            if path not in listed:
+                path.unlink(missing_ok=True)
+        self._entries = deque(entries)
+        self._popped.clear()
+        self._committed = {e.seq for e in entries}
+        self._next_seq = int(manifest["next_seq"])
+        self._num_pushed = int(manifest["num_pushed"])
+        self._num_popped = int(manifest["num_popped"])
+
+    def close(self) -> None:
+        """Finish pending writes and stop the writer thread (the store keeps its files)."""
+        self.flush()
+        self._writer.shutdown(wait=True)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _write(self, item: Any, path: Path) -> None:
+        atomic_torch_save(item, path)
+        self.bytes_written += path.stat().st_size
+        self.batches_written += 1
+
+    def _delete(self, seq: int, path: Path) -> None:
+        """Remove a batch file now, or as soon as its write finishes (training does not wait for it)."""
+        future = self._writes.pop(seq, None)
+        if future is not None and not future.done():
+            future.add_done_callback(lambda _: path.unlink(missing_ok=True))
+        else:
+            if future is not None:
+                future.result()
+            path.unlink(missing_ok=True)
+
+    def _wait(self, seq: int) -> None:
+        future = self._writes.pop(seq, None)
+        if future is not None:
+            future.result()
+
+    def _evict(self) -> None:
+        """Drop the RAM copy of the batches beyond the newest ``max_in_memory`` whose file is written (a
+        batch still being written stays in RAM until a later push, so training never waits for a write)."""
+        in_ram = [e for e in self._entries if e.item is not None]
+        for entry in in_ram[: max(0, len(in_ram) - self.max_in_memory)]:
+            future = self._writes.get(entry.seq)
+            if future is None or future.done():
+                self._wait(entry.seq)
+                entry.item = None
+
+
+def write_manifest(manifest: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write a manifest atomically as JSON."""
+    from .fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a stale-queue manifest (malformed JSON: {e.msg})") from e
