@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import UserError
 from .aggregate import order_models
 from .cells import Cells
 from .claims import HOLDS, Rules, Verdict, claims_frame, judge_claims
@@ -177,6 +178,33 @@ def claims_markdown(verdicts: list[Verdict], rules: Rules) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_selection(
+    tables, runs: Path, models: list[str] | None, seeds: list[int] | None, stale: int | None
+) -> tuple[list[str], int]:
+    """The models and stale setting to report; a :class:`UserError` when a selection matches no run
+    (a report of "inconclusive" claims about nothing would look like a result)."""
+    u = tables.updates
+    if u.empty:
+        raise UserError("no loadable run", runs, "train runs first (`make reproduce`) or check --results")
+    present = order_models(u["model"].unique())
+    unknown = [m for m in models or [] if m not in present]
+    if unknown:
+        raise UserError(f"no runs of model(s) {', '.join(unknown)}", runs, f"choose from {', '.join(present)}")
+    seeds_present = sorted(int(x) for x in u["seed"].unique())
+    if seeds and not set(seeds) & set(seeds_present):
+        raise UserError(
+            f"no runs with seed(s) {', '.join(map(str, seeds))}",
+            runs,
+            f"choose from {', '.join(map(str, seeds_present))}",
+        )
+    levels = sorted(int(x) for x in u["staleness"].unique())
+    if stale is None:
+        stale = max([lv for lv in levels if lv > 0], default=0)
+    elif stale not in levels:
+        raise UserError(f"no runs at staleness {stale}", runs, f"choose --stale from {', '.join(map(str, levels))}")
+    return models or present, stale
+
+
 def build_report(
     results_dir: str | Path,
     profile: str,
@@ -192,13 +220,11 @@ def build_report(
     root = resolve_results(results_dir, profile)
     runs, fig_dir = root / "runs", root / "figures"
     rules = rules or Rules()
+    if not runs.is_dir():
+        raise UserError("no runs folder", runs, "give --results results/<profile> (the folder holding runs/)")
     inv = scan_runs(runs)
     tables = load_runs(runs, warn=False)
-    present = order_models(tables.updates["model"].unique()) if len(tables.updates) else []
-    models = [m for m in models if m in present] if models else present
-    if stale is None:
-        levels = [int(s) for s in tables.updates["staleness"].unique() if int(s) > 0] if len(tables.updates) else []
-        stale = max(levels) if levels else 0
+    models, stale = check_selection(tables, runs, models, seeds, stale)
     codes = make_figures(runs, fig_dir, stale, models, seeds, figures_src) if figures and models else {}
     cells = Cells(tables, seeds)
     t1 = build_table1(tables, stale, models, seeds)

@@ -1,6 +1,8 @@
 """``m2po grade``: grade a JSONL file of responses with math-verify in isolated, time-bounded workers.
 
-Each input line needs ``response`` and ``answer`` (the ground truth); every other field is kept.
+Each input line needs ``response`` and ``answer`` (the ground truth, not null); every other field is
+kept. An input that is missing, not UTF-8, or has a line that is not a JSON object, or lacks a field,
+is refused before anything is graded or written, naming the file lines.
 Each output line adds ``status`` (correct / incorrect / no_answer / timeout / error), ``correct``,
 ``extracted`` and the grader's provenance. Resumable: verdicts go to ``<output>.partial`` as they
 arrive, a rerun skips the lines already there, and the output is written atomically at the end in
@@ -10,9 +12,60 @@ input order.
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+_JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def _lines(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:10])) + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
+    return f"line{'s' if len(numbers) > 1 else ''} {shown}"
+
+
+def read_input(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL input, strictly: every non-blank line must be a JSON object with
+    ``response`` and a non-null ``answer``; otherwise a :class:`UserError` naming the file lines."""
+    if not path.is_file():
+        raise UserError("no such file", path, "check --input")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise UserError(f"not UTF-8 text (a binary file?) at line {line}", path, "give a JSONL file") from None
+    rows: list[dict[str, Any]] = []
+    bad: dict[str, list[int]] = {}
+    lacking: list[int] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            bad.setdefault("not valid JSON", []).append(lineno)
+            continue
+        if not isinstance(rec, dict):
+            bad.setdefault(f"{_JSON_TYPES.get(type(rec), type(rec).__name__)}, not a JSON object", []).append(lineno)
+            continue
+        if "response" not in rec or rec.get("answer") is None:
+            lacking.append(lineno)
+        rows.append(rec)
+    if bad:
+        what = "; ".join(f"{_lines(n)}: {reason}" for reason, n in bad.items())
+        raise UserError(what, path, "fix or remove those lines (one JSON object per line)")
+    if lacking:
+        raise UserError(
+            f"{_lines(lacking)} lack `response` or a non-null `answer`",
+            path,
+            "give every line both fields (`answer` is the ground truth)",
+        )
+    if not rows:
+        raise UserError("no records to grade", path, "give one JSON object per line")
+    return rows
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,11 +89,13 @@ def run(args: argparse.Namespace) -> int:
     from .pool import GradeTask, GradingPool, default_workers
     from .store import JsonlShard, read_jsonl, write_jsonl_atomic
 
-    rows = read_jsonl(args.input)
-    bad = [i for i, r in enumerate(rows) if "response" not in r or "answer" not in r]
-    if bad:
-        print(f"{args.input}: lines {bad[:10]} lack `response` or `answer`", file=sys.stderr)
-        return 2
+    rows = read_input(args.input)
+    if args.output.resolve() == args.input.resolve():
+        raise UserError("--output is the input file, which grading would overwrite", args.output, "write elsewhere")
+    if args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}", "--workers", "0 uses one per core")
+    if args.timeout <= 0:
+        raise UserError(f"--timeout must be > 0 seconds, got {args.timeout}", "--timeout", "e.g. --timeout 10")
     provenance = {
         "grader": GRADER_NAME,
         "grader_version": grader_version(),
