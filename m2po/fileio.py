@@ -14,6 +14,8 @@ from typing import IO, Any
 
 import torch
 
+from .errors import os_error_with_path
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -36,6 +38,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk: say which file (a failed write does not)
+        Path(tmp).unlink(missing_ok=True)
+        raise os_error_with_path(e, path) from None
+    except RuntimeError as e:  # torch.save reports a failed write as "unexpected pos"; the OSError is its context
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e.__context__, OSError):
+            raise os_error_with_path(e.__context__, path) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
