@@ -10,6 +10,7 @@ directory with no loadable run exits 2.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 import textwrap
@@ -23,6 +24,7 @@ import style
 
 from m2po.analysis.aggregate import accuracy, order_models, seed_band, select, smooth
 from m2po.analysis.runs import RunTables, load_runs
+from m2po.fileio import atomic_write_bytes
 
 ACC_LABEL = "accuracy (held-out)"
 
@@ -123,8 +125,10 @@ class Ctx:
             fig.text(0.995, 0.0, text, ha="right", va="top", fontsize=6.5, color="#B00020")
         out = Path(self.args.out)
         out.mkdir(parents=True, exist_ok=True)
-        for ext in ("png", "pdf"):
-            fig.savefig(out / f"{name}.{ext}")
+        for ext in ("png", "pdf"):  # drawn in memory, then written atomically: never half a figure
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext)
+            atomic_write_bytes(out / f"{name}.{ext}", buf.getvalue())
         plt.close(fig)
         if self.plotted == 0:
             print(f"{name}: no data for any series", file=sys.stderr)

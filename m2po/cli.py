@@ -2,15 +2,17 @@
 
 Subcommands register lazily (heavy imports happen only for the one that runs). An error a user
 can fix is one line on stderr, ``m2po <cmd>: error: <what>, <where>, <fix>``, and exit status 2
-(:mod:`m2po.errors`); Ctrl-C exits 130 and SIGTERM 143.
+(:mod:`m2po.errors`; ``M2PO_DEBUG=1`` shows the traceback instead); Ctrl-C exits 130 and SIGTERM 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
+import threading
 
 from . import __version__
 from .config import ConfigError
@@ -44,6 +46,15 @@ def config_error_line(command: str, e: ConfigError) -> str:
     return UserError(e.message, where, e.hint or "").line(command)
 
 
+def _error_line(command: str, e: Exception) -> str:
+    if isinstance(e, UserError):
+        return e.line(command)
+    if isinstance(e, ConfigError):
+        return config_error_line(command, e)
+    assert isinstance(e, OSError)
+    return from_os_error(e).line(command)
+
+
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signum)
 
@@ -51,21 +62,21 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command
-    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: cleanup runs
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None  # unwinds like Ctrl-C
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except UserError as e:
-        print(e.line(command), file=sys.stderr)
-    except ConfigError as e:
-        print(config_error_line(command, e), file=sys.stderr)
-    except OSError as e:
-        print(from_os_error(e).line(command), file=sys.stderr)
+    except (UserError, ConfigError, OSError) as e:
+        if os.environ.get("M2PO_DEBUG"):
+            raise  # the full traceback instead of the one line
+        print(_error_line(command, e), file=sys.stderr)
     except KeyboardInterrupt as e:
         signum = e.args[0] if e.args and e.args[0] == signal.SIGTERM else signal.SIGINT
         print(f"m2po {command}: interrupted", file=sys.stderr)
         return 128 + signum
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 2
 
 

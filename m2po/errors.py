@@ -11,7 +11,7 @@ import errno
 import os
 from pathlib import Path
 
-__all__ = ["DISK_FULL", "NOT_WRITABLE", "UserError", "from_os_error", "os_error_with_path"]
+__all__ = ["DISK_FULL", "NOT_WRITABLE", "UserError", "check_writable", "from_os_error", "os_error_with_path"]
 
 #: errno values meaning "the output did not fit"
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -58,3 +58,17 @@ def from_os_error(e: OSError, fix: str = "") -> UserError:
     if e.errno == errno.ENOENT:
         return UserError("no such file or folder", where, fix or "check the path")
     return UserError(e.strerror or type(e).__name__, where, fix)
+
+
+def check_writable(folder: str | os.PathLike[str], fix: str = "") -> None:
+    """A :class:`UserError` now, before any work, when ``folder`` (or, if it does not exist yet, the
+    nearest folder above it) cannot be written: a read-only file system or no permission. Creates nothing."""
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise UserError("not a folder", p, fix or "choose a folder")
+    if p.is_dir() and os.access(p, os.W_OK | os.X_OK):
+        return
+    code = errno.EROFS if os.statvfs(p).f_flag & os.ST_RDONLY else errno.EACCES
+    raise from_os_error(OSError(code, os.strerror(code), str(folder)), fix)

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 from .errors import os_error_with_path
 
 
@@ -61,4 +59,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` streamed to a temporary file, then renamed."""
+    import torch  # here, so that stages writing only text do not import torch
+
     atomic_write(path, lambda f: torch.save(obj, f))

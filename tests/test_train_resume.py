@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox import last_error_line, m2po, mount_tmpfs, run_script
 
 FAST = [
     "warm_start.steps=400",
@@ -298,3 +299,50 @@ def test_loss_parameters_a_config_may_set_exclude_the_loops_tensors():
     assert config_params("m2po") == {"tau"}
     assert "proximal_log_prob" not in config_params("decoupled_ppo")
     assert config_params("grpo") == {"clip_low", "clip_high", "clip_c"}
+
+
+# -- a full disk and a read-only folder (real ENOSPC / EROFS: tests/sandbox.py) ---------------------------------
+
+
+def _train_cmd(out: Path, *extra: str) -> str:
+    args = ["train", "--out", out]
+    for o in [*FAST, f"warm_start.cache_dir={_CACHE}", *OPTS]:
+        args += ["--set", o]
+    return m2po(*args, *extra)
+
+
+def test_disk_full_is_one_line_and_resume_after_freeing_space_is_byte_identical(reference, tmp_path):
+    """The run folder on a 2.5 MB tmpfs: the second checkpoint (1.3 MB, written beside the first) does not
+    fit. After the tmpfs is enlarged, --resume finishes the run with the reference run's logs."""
+    mnt, run = tmp_path / "mnt", tmp_path / "mnt" / "run"
+    script = (
+        mount_tmpfs(mnt, size_kb=2500)
+        + f"{_train_cmd(run)} > /dev/null 2> {tmp_path / 'err1'}; echo rc1=$?\n"
+        + f"mount -o remount,size=64m {mnt}\n"
+        + f"{_train_cmd(run, '--resume')} > /dev/null 2> {tmp_path / 'err2'}; echo rc2=$?\n"
+        + f"ls -a {run}; cp {run}/*.csv {tmp_path}/\n"
+    )
+    res = run_script(script)
+    err1 = (tmp_path / "err1").read_text()
+    assert "rc1=2" in res.stdout and "rc2=0" in res.stdout, res.stdout + err1
+    line = last_error_line(err1, "train")
+    assert line == (
+        f"m2po train: error: no space left on device, {run / 'checkpoints' / 'last.pt'}, free some space, "
+        f"then resume with `m2po train --out {run} --resume`"
+    )
+    assert "queue_spill" not in res.stdout.split()
+    assert logs(tmp_path) == logs(reference[0])
+
+
+def test_read_only_run_folder_and_cache_are_one_line_before_any_work(reference, tmp_path):
+    mnt = tmp_path / "mnt"
+    res = run_script(mount_tmpfs(mnt, read_only=True) + f"{_train_cmd(mnt / 'run')}; echo rc=$?\n")
+    assert "rc=2" in res.stdout
+    line = last_error_line(res.stderr, "train")
+    assert line.startswith(f"m2po train: error: cannot write (read-only file system), {mnt / 'run'}, make ")
+    cache = tmp_path / "cache"
+    cmd = _train_cmd(tmp_path / "run2").replace(f"warm_start.cache_dir={_CACHE}", f"warm_start.cache_dir={cache}")
+    res = run_script(mount_tmpfs(cache, read_only=True) + f"{cmd}; echo rc=$?\n")
+    assert "rc=2" in res.stdout
+    assert "read-only file system" in last_error_line(res.stderr, "train") and str(cache) in res.stderr
+    assert not (tmp_path / "run2").exists()

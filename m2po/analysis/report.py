@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import UserError
+from ..errors import DISK_FULL, NOT_WRITABLE, UserError, check_writable
+from ..fileio import atomic_write_text
 from .aggregate import order_models
 from .cells import Cells
 from .claims import HOLDS, Rules, Verdict, claims_frame, judge_claims
@@ -77,6 +78,11 @@ def run_figure_script(name: str, argv: list[str], figures_src: str | Path | None
         with contextlib.redirect_stderr(err):
             spec.loader.exec_module(module)
             rc = int(module.main(argv) or 0)
+    except OSError as e:
+        if e.errno in DISK_FULL | NOT_WRITABLE:  # every later figure would fail the same way: say it once
+            raise
+        log.warning("figure %s failed: %s: %s", name, type(e).__name__, e)
+        return 1
     except Exception as e:  # one broken figure must not sink the report
         log.warning("figure %s failed: %s: %s", name, type(e).__name__, e)
         return 1
@@ -225,12 +231,13 @@ def build_report(
     inv = scan_runs(runs)
     tables = load_runs(runs, warn=False)
     models, stale = check_selection(tables, runs, models, seeds, stale)
+    check_writable(root, "make it writable, or copy the results tree somewhere writable")
     codes = make_figures(runs, fig_dir, stale, models, seeds, figures_src) if figures and models else {}
     cells = Cells(tables, seeds)
     t1 = build_table1(tables, stale, models, seeds)
     write_table1(t1, fig_dir, stale)
     verdicts = judge_claims(tables, stale, models, seeds, rules)
-    claims_frame(verdicts).to_csv(root / "claims.csv", index=False)
+    atomic_write_text(root / "claims.csv", claims_frame(verdicts).to_csv(index=False))
 
     md = [
         f"# M2PO reproduction report — profile `{profile}`",
@@ -274,6 +281,6 @@ def build_report(
     md += ["## Summary", "", f"{holds} of 4 headline claims hold on this study's numbers (see the rules above).", ""]
     text = "\n".join(md)
     md_path = root / "report.md"
-    md_path.write_text(text)
-    (root / "report.html").write_text(to_html(text, f"M2PO reproduction report — {profile}"))
+    atomic_write_text(md_path, text)
+    atomic_write_text(root / "report.html", to_html(text, f"M2PO reproduction report — {profile}"))
     return md_path

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..fileio import atomic_write_text
 from .aggregate import accuracy, cell_stat, order_models, per_run_accuracy, select
 from .paper import paper_model_rows, paper_table1
 from .runs import RunTables
@@ -138,6 +139,6 @@ def write_table1(t: pd.DataFrame, out_dir: str | Path, stale: int) -> tuple[Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "table1.csv", out / "table1.md"
-    t.to_csv(csv_path, index=False)
-    md_path.write_text(table1_markdown(t, stale))
+    atomic_write_text(csv_path, t.to_csv(index=False))
+    atomic_write_text(md_path, table1_markdown(t, stale))
     return csv_path, md_path

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, check_writable
 
 __all__ = ["add_arguments", "run"]
 
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     offline = _offline_dir(args.offline)
     if offline is not None and not offline.is_dir():
         raise UserError("no such offline data folder", offline, "check --offline or $M2PO_DATA_DIR")
+    check_writable(args.out, "make it writable or choose another --out")
     try:
         sources = load_sources(args.sources)
         opts = BuildOptions(

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from importlib import resources
 from pathlib import Path
 
 from ..config import config_help, load_config
-from ..errors import DISK_FULL, UserError, from_os_error
+from ..errors import DISK_FULL, UserError, check_writable, from_os_error
 from .train_config import TrainConfig
 
 
@@ -108,6 +109,9 @@ def train(cfg: TrainConfig, out: Path, resume: bool) -> int:
     from .progress import summary
     from .resume import plan_resume, restore_logs
 
+    check_writable(out, f"make {out} writable or choose another --out")
+    if cfg.model.kind == "tiny" and cfg.warm_start.enabled:
+        check_writable(cfg.warm_start.resolved_cache_dir(), "make it writable or set warm_start.cache_dir")
     plan = plan_resume(out, cfg) if resume else None
     if plan is not None:
         for note in plan.notes:
@@ -121,7 +125,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool) -> int:
                 f"{2 * cfg.run.total_updates}"
             )
             return 0
-    signal.signal(signal.SIGINT, _interrupted)  # carry the signal number, like SIGTERM
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupted)  # carry the signal number, like SIGTERM
     trainer = None
     try:
         trainer = Trainer(cfg, out, resume=plan or False)
@@ -140,6 +145,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool) -> int:
         fix = f"free some space, {then}" if e.errno in DISK_FULL else f"make {out} writable, {then}"
         raise from_os_error(e, fix) from None
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     print(summary(out, cfg.run.total_updates, trainer.wall_seconds))
     return 0

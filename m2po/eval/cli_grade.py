@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, check_writable
 
 _JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     rows = read_input(args.input)
     if args.output.resolve() == args.input.resolve():
         raise UserError("--output is the input file, which grading would overwrite", args.output, "write elsewhere")
+    check_writable(args.output.parent, "make it writable or choose another --output")
     if args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}", "--workers", "0 uses one per core")
     if args.timeout <= 0:

@@ -30,7 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..errors import UserError
+from ..errors import UserError, check_writable
 from .backends import Backend, GenParams, GenRequest, make_backend
 from .grader import GRADER_NAME, grader_version
 from .pool import GradeTask, GradingPool, default_workers, soft_timeout_for
@@ -162,6 +162,7 @@ class Evaluation:
         cfg = self.cfg
         out = Path(cfg.out_dir)
         files = self.benchmark_files()  # everything that can be checked is, before out_dir exists
+        check_writable(out, "make it writable or choose another --out")
         try:
             self.fp = self.model_fingerprint()
         except FileNotFoundError as e:
