@@ -57,7 +57,8 @@ def from_os_error(e: OSError, fix: str = "") -> UserError:
         )
     if e.errno == errno.ENOENT:
         return UserError("no such file or folder", where, fix or "check the path")
-    return UserError(e.strerror or type(e).__name__, where, fix)
+    what = e.strerror or (str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return UserError(what, where, fix)
 
 
 def check_writable(folder: str | os.PathLike[str], fix: str = "") -> None:

@@ -194,3 +194,11 @@ def test_version_flag():
 
     res = subprocess.run([sys.executable, "-m", "m2po.cli", "--version"], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.strip() == f"m2po {__version__}"
+
+
+def test_make_help_lists_the_targets():
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for target in ("help", "venv", "test", "reproduce", "clean"):
+        assert f"make {target}" in res.stdout

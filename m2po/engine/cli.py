@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..config import config_help, load_config
-from ..errors import DISK_FULL, UserError, check_writable, from_os_error
+from ..errors import DISK_FULL, NOT_WRITABLE, UserError, check_writable, from_os_error
 from .train_config import TrainConfig
 
 
@@ -140,6 +140,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool) -> int:
     except OSError as e:
         if trainer is not None:
             trainer.close()
+        if e.errno not in DISK_FULL | NOT_WRITABLE:
+            raise
         resumable = trainer is not None and (out / "config.yaml").exists()
         then = f"then resume with `m2po train --out {out} --resume`" if resumable else "then run the command again"
         fix = f"free some space, {then}" if e.errno in DISK_FULL else f"make {out} writable, {then}"

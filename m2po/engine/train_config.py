@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +44,11 @@ class ModelSection:
             raise ConfigError("size", f"unknown tiny model size {self.size!r}; use one of {sorted(MODEL_SIZES)}")
         if self.kind == "hf" and not (self.hf_path or self.hf_random_init):
             raise ConfigError("hf_path", "kind=hf needs hf_path (local weights) or hf_random_init (a config dict)")
+        hub_id = self.hf_path and re.fullmatch(r"[\w.-]+/[\w.-]+", self.hf_path) and not self.hf_path.startswith(".")
+        if self.kind == "hf" and self.hf_path and not hub_id and not Path(self.hf_path).exists():
+            raise ConfigError(
+                "hf_path", f"no such file or folder {self.hf_path!r}", hint="give a local model folder or .gguf file"
+            )
 
 
 @dataclass
