@@ -346,3 +346,23 @@ def test_read_only_run_folder_and_cache_are_one_line_before_any_work(reference, 
     assert "rc=2" in res.stdout
     assert "read-only file system" in last_error_line(res.stderr, "train") and str(cache) in res.stderr
     assert not (tmp_path / "run2").exists()
+
+
+def test_on_a_terminal_the_bar_shows_reward_staleness_clipping_and_accuracy():
+    import io
+
+    from m2po.engine.progress import TrainProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    bar = TrainProgress(8, 0, "run", enabled=True, stream=term)
+    row = {"reward_mean": 0.25, "staleness": 16, "clipped_frac": 0.125}
+    bar.step(4, row, None)
+    bar.step(8, row, {"sampled_acc": 0.5})
+    bar.close()
+    shown = term.getvalue()
+    assert "8/8" in shown and "reward=0.250" in shown and "s=16" in shown and "clip=0.125" in shown
+    assert "acc=0.500" in shown
