@@ -52,7 +52,7 @@ def test_data_build_on_a_full_disk_keeps_the_previous_build_whole(tmp_path):
     res = run_script(script)
     assert "rc=2" in res.stdout, res.stdout + res.stderr
     line = last_error_line(res.stderr, "data")
-    assert "no space left on device" in line and str(mnt / "out") in line
+    assert line.startswith(f"m2po data: error: no space left on device, {mnt / 'out'}, nothing in it was changed")
     assert digest(tmp_path / "after") == digest(keep)
     assert not any(p.name.startswith(".build-") for p in (tmp_path / "after").iterdir())
 
@@ -94,7 +94,7 @@ def test_grade_on_a_full_disk_and_into_a_read_only_folder(tmp_path):
     res = run_script(mount_tmpfs(mnt, size_kb=16) + f"{grade}\necho rc=$?\n")
     assert "rc=2" in res.stdout, res.stdout + res.stderr
     line = last_error_line(res.stderr, "grade")
-    assert "no space left on device" in line and str(mnt) in line
+    assert "no space left on device" in line and str(mnt) in line and "it continues from out.jsonl.partial" in line
     assert inp.read_bytes() == before
     res = run_script(mount_tmpfs(mnt, read_only=True) + f"{grade}\necho rc=$?\n")
     assert "rc=2" in res.stdout
@@ -123,7 +123,7 @@ def test_eval_on_a_full_disk_and_into_a_read_only_folder(tmp_path):
     res = run_script(mount_tmpfs(mnt, size_kb=24) + f"{ev}\necho rc=$?\n")
     assert "rc=2" in res.stdout, res.stdout + res.stderr
     line = last_error_line(res.stderr, "eval")
-    assert "no space left on device" in line and str(mnt / "ev") in line
+    assert "no space left on device" in line and str(mnt / "ev") in line and "continues from its cache" in line
     res = run_script(mount_tmpfs(mnt, read_only=True) + f"{ev}\necho rc=$?\n")
     assert "rc=2" in res.stdout
     assert "read-only file system" in last_error_line(res.stderr, "eval")

@@ -178,12 +178,13 @@ def test_resume_without_the_checkpoint_is_an_error_and_keeps_the_logs(reference,
     assert logs(run) == before
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+@pytest.mark.parametrize("damage", ["truncate", "head", "garbage"])
 def test_a_corrupt_checkpoint_is_one_line(reference, tmp_path, damage):
     run = copy_run(reference, tmp_path)
     ckpt = run / "checkpoints" / "last.pt"
     data = ckpt.read_bytes()
-    ckpt.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a checkpoint" * 10)
+    damaged = {"truncate": data[: len(data) // 2], "head": data[:5000], "garbage": b"not a checkpoint" * 10}
+    ckpt.write_bytes(damaged[damage])
     before = logs(run)
     res = train(run, OPTS, "--resume")
     assert res.returncode == 2

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import __version__
+from ..errors import DISK_FULL, from_os_error
 from .collect import Collected, collect_dataset
 from .contamination import write_contamination
 from .gtcheck import GT_WRAPPER, check_ground_truths
@@ -231,6 +232,11 @@ def build(sources: SourcesFile, opts: BuildOptions) -> list[dict[str, Any]]:
     try:
         manifests = [_write_dataset(staging, c, sources.prompt_template, parse) for c in collected]
         _commit(opts.out, staging, [c.name for c in collected])
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        full = OSError(e.errno, e.strerror, str(opts.out))  # the staging file named by ``e`` is gone now
+        raise from_os_error(full, "nothing in it was changed; free some space and run the command again") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifests

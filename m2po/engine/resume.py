@@ -13,6 +13,7 @@ deleted (a pipeline that removes a failed job's outputs does that) is restored e
 
 from __future__ import annotations
 
+import errno
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 
 from ..config import ConfigError, load_config, to_dict
-from ..errors import UserError
+from ..errors import NOT_WRITABLE, UserError
 from ..fileio import atomic_write_bytes
 from .train_config import TrainConfig
 
@@ -89,7 +90,9 @@ def load_checkpoint_state(path: Path, last_update_logged: int) -> dict[str, Any]
         if not isinstance(state, dict) or "update" not in state or "model" not in state:
             raise ValueError("not a training checkpoint")
         return state
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError) as e:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError) as e:
+        if isinstance(e, OSError) and e.errno in NOT_WRITABLE | {errno.ENOENT}:
+            raise  # not readable: the one-line error names the file and says so
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise UserError(
             f"the checkpoint is corrupt or truncated ({reason})",

@@ -151,7 +151,8 @@ def check_loss_params(name: str, params: dict[str, Any]) -> None:
     try:
         get_policy_loss(name)(lp, lp, torch.ones(1, 2), torch.ones(1, 2, dtype=torch.bool), **tensors, **params)
     except (TypeError, ValueError) as e:
-        raise ConfigError("loss_params", str(e)) from None
+        defaults = {k: v for k, v in loss_info(name).defaults.items() if k in config_params(name)}
+        raise ConfigError("loss_params", str(e), hint=f"the defaults of {name!r}: {defaults}") from None
 
 
 @dataclass

@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import DISK_FULL, UserError, from_os_error
 
 #: (option, smallest allowed value, strict ">" instead of ">=", what to write instead)
 _RANGES = (
@@ -118,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         sleep_between_batches=args.sleep_between_batches,
     )
-    rows = evaluate(cfg)
+    try:
+        rows = evaluate(cfg)
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        raise from_os_error(e, "free some space, then run the same command again: it continues from its cache") from e
     print((args.out / "summary.md").read_text(), end="")
     bad = sum(int(r["n_timeouts"]) + int(r["n_errors"]) for r in rows if r["benchmark"] != "paper_avg8")
     if bad:

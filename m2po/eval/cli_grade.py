@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError, check_writable
+from ..errors import DISK_FULL, UserError, check_writable, from_os_error
 
 _JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
@@ -83,11 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     from .grader import GRADER_NAME, grader_version
-    from .pool import GradeTask, GradingPool, default_workers
-    from .store import JsonlShard, read_jsonl, write_jsonl_atomic
+    from .pool import GradeTask
+    from .store import read_jsonl
 
     rows = read_input(args.input)
     if args.output.resolve() == args.input.resolve():
@@ -106,6 +105,24 @@ def run(args: argparse.Namespace) -> int:
     partial = args.output.with_name(args.output.name + ".partial")
     done = {int(r["line"]): r for r in read_jsonl(partial) if r.get("provenance") == provenance}
     tasks = [GradeTask(i, str(r["response"]), str(r["answer"])) for i, r in enumerate(rows) if i not in done]
+    try:
+        done = _grade(args, rows, tasks, done, partial, provenance)
+        _write_output(args, rows, done, provenance, len(tasks))
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        fix = f"free some space, then run the same command again: it continues from {partial.name}"
+        raise from_os_error(e, fix) from e
+    partial.unlink(missing_ok=True)
+    return 0
+
+
+def _grade(args, rows, tasks, done, partial, provenance) -> dict:
+    from tqdm import tqdm
+
+    from .pool import GradingPool, default_workers
+    from .store import JsonlShard
+
     with (
         JsonlShard(partial) as shard,
         GradingPool(
@@ -123,6 +140,12 @@ def run(args: argparse.Namespace) -> int:
             }
             shard.append(rec)
             done[task.key] = rec
+    return done
+
+
+def _write_output(args, rows, done, provenance, n_now: int) -> None:
+    from .store import write_jsonl_atomic
+
     out = []
     for i, r in enumerate(rows):
         g = done[i]
@@ -137,10 +160,8 @@ def run(args: argparse.Namespace) -> int:
             }
         )
     write_jsonl_atomic(args.output, out)
-    partial.unlink(missing_ok=True)
     counts = Counter(r["status"] for r in out)
     print(
-        f"graded {len(out)} ({len(tasks)} now): "
+        f"graded {len(out)} ({n_now} now): "
         + ", ".join(f"{s}={counts.get(s, 0)}" for s in ("correct", "incorrect", "no_answer", "timeout", "error"))
     )
-    return 0
