@@ -12,9 +12,8 @@ import importlib
 import os
 import signal
 import sys
-import threading
 
-from . import __version__
+from . import __version__, interrupts
 from .config import ConfigError
 from .errors import UserError, from_os_error
 
@@ -55,15 +54,10 @@ def _error_line(command: str, e: Exception) -> str:
     return from_os_error(e).line(command)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None  # unwinds like Ctrl-C
+    previous = interrupts.install(signal.SIGTERM)  # SIGTERM unwinds like Ctrl-C: cleanup runs
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except (UserError, ConfigError, OSError) as e:
@@ -75,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"m2po {command}: interrupted", file=sys.stderr)
         return 128 + signum
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        interrupts.restore(previous)
     return 2
 
 

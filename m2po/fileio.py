@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import os_error_with_path
+from .interrupts import deferred
 
 
 def _umask() -> int:
@@ -30,12 +31,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        with deferred():  # Ctrl-C and SIGTERM wait for the write (m2po.interrupts)
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
     except OSError as e:  # a full disk: say which file (a failed write does not)
         Path(tmp).unlink(missing_ok=True)
         raise os_error_with_path(e, path) from None

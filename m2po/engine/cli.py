@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
 from importlib import resources
 from pathlib import Path
 
+from .. import interrupts
 from ..config import config_help, load_config
 from ..errors import DISK_FULL, NOT_WRITABLE, UserError, check_writable, from_os_error
 from .train_config import TrainConfig
@@ -53,10 +53,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="build (or find) the cached supervised warm start of this config and exit",
     )
-
-
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signum)
 
 
 def interrupted_line(out: Path, trainer: object | None) -> str:
@@ -125,8 +121,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool) -> int:
                 f"{2 * cfg.run.total_updates}"
             )
             return 0
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _interrupted)  # carry the signal number, like SIGTERM
+    previous = interrupts.install(signal.SIGINT, signal.SIGTERM)  # never mid-write; carry the signal number
     trainer = None
     try:
         trainer = Trainer(cfg, out, resume=plan or False)
@@ -147,7 +142,6 @@ def train(cfg: TrainConfig, out: Path, resume: bool) -> int:
         fix = f"free some space, {then}" if e.errno in DISK_FULL else f"make {out} writable, {then}"
         raise from_os_error(e, fix) from None
     finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        interrupts.restore(previous)
     print(summary(out, cfg.run.total_updates, trainer.wall_seconds))
     return 0

@@ -34,6 +34,7 @@ import torch
 from ..config import dump_yaml, to_dict
 from ..errors import UserError
 from ..fileio import atomic_torch_save
+from ..interrupts import deferred
 from ..losses import METRIC_NAMES, get_policy_loss, m2po_mask
 from ..staleness import StalenessSchedule, StaleQueue
 from .progress import TrainProgress
@@ -320,6 +321,11 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------------
 
     def _save_checkpoint(self) -> None:
+        with deferred():  # an interrupt waits until the checkpoint and its update number are both recorded
+            self._write_checkpoint()
+            self.saved_update = self.update
+
+    def _write_checkpoint(self) -> None:
         state = {
             "update": self.update,
             "prefilled": self.prefilled,
@@ -339,7 +345,6 @@ class Trainer:
             "logs": {key: log.path.read_bytes() for key, log in self._logs().items()},
         }
         atomic_torch_save(state, self.out / "checkpoints" / "last.pt")
-        self.saved_update = self.update
 
     def _logs(self) -> dict[str, CsvLog]:
         return {"updates": self.updates_log, "evals": self.evals_log, "tokens": self.tokens_log}

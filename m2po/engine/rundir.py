@@ -23,6 +23,7 @@ import m2po
 
 from ..errors import os_error_with_path
 from ..fileio import atomic_write_bytes
+from ..interrupts import deferred
 
 
 def format_value(v: Any) -> str:
@@ -58,7 +59,7 @@ class CsvLog:
                 raise KeyError(f"{self.path.name}: row lacks columns {missing}")
             writer.writerow([format_value(row[c]) for c in self.columns])
         try:
-            with self.path.open("a", newline="") as f:
+            with deferred(), self.path.open("a", newline="") as f:
                 f.write(buf.getvalue())
                 f.flush()
         except OSError as e:  # a full disk: name the file (a failed write does not)
