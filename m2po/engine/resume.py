@@ -46,10 +46,6 @@ def checkpoint_path(out: Path) -> Path:
     return out / "checkpoints" / "last.pt"
 
 
-def resume_command(out: str | Path, extra: str = "") -> str:
-    return f"m2po train --out {out} --resume{extra}"
-
-
 @dataclass
 class ResumePlan:
     """``state`` is the loaded checkpoint (None: the run never reached one and restarts at update 0)."""
