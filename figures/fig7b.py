@@ -1,6 +1,8 @@
 """Fig. 7b: average token clipping ratio (%) per model of GRPO s=S / GRPO s=0 / M2PO s=S, ours beside the paper's.
 
 Ours: mean over seeds of each run's mean clipped fraction over its updates ≥ s (± s.e.); the paper's: its Fig. 7b.
+Both panels share one y-scale (a bar of the same height is the same percentage), and the legend sits
+above them, off the bars and the tick labels.
 """
 
 from __future__ import annotations
@@ -38,11 +40,17 @@ def _bars(ax, groups: list[str], series: list[tuple[str, str, list[float], list[
     ax.margins(y=0.3)
 
 
+def _role(method: str, staleness: int) -> str:
+    """One legend entry for both panels: the stale setting is each panel's own (its title says which)."""
+    return style.label(method, 0) if staleness == 0 else f"{style.label(method)}, stale s"
+
+
 def build(argv: list[str] | None = None) -> int:
     ctx = common.load(common.parse_args(__doc__, argv))
     s = ctx.stale
     clip = steady_mean(ctx.tables.updates, "clipped_frac")
     fig, (left, right) = common.panels(2)
+    right.sharey(left)
     cells = (("grpo", s), ("grpo", 0), ("m2po", s))
     series = []
     for method, st in cells:
@@ -53,7 +61,7 @@ def build(argv: list[str] | None = None) -> int:
         ctx.plotted += sum(x.ok for x in stats)
         series.append(
             (
-                style.label(method, st),
+                _role(method, st),
                 style.series_style(method, st)["color"],
                 [100 * x.mean for x in stats],
                 [100 * x.se if np.isfinite(x.se) else 0 for x in stats],
@@ -66,7 +74,7 @@ def build(argv: list[str] | None = None) -> int:
     keys = (f"grpo_s{p_stale}", "grpo_s0", f"m2po_s{p_stale}")
     pseries = [
         (
-            style.label(method, st),
+            _role(method, st),
             style.series_style(method, st)["color"],
             [paper[m][k] for m in paper],
             [0] * len(paper),
@@ -74,10 +82,11 @@ def build(argv: list[str] | None = None) -> int:
         for (method, st), k in zip((("grpo", p_stale), ("grpo", 0), ("m2po", p_stale)), keys)
     ]
     _bars(right, list(paper), pseries)
-    right.set(title=f"Paper Fig. 7b: average clipping ratio, s={p_stale}", ylabel="clipped tokens (%)")
+    right.set(title=f"Paper Fig. 7b: average clipping ratio, s={p_stale}\n(same y-scale as the left panel)")
     for ax in (left, right):
-        common.legend(ax, loc="upper center", ncol=3)
         ax.grid(axis="x", visible=False)
+    right.tick_params(labelleft=True)
+    common.figure_legend(fig, [left, right])
     return ctx.finish(fig, "fig7b")
 
 

@@ -1,13 +1,21 @@
 """The ``m2po`` command: one subcommand per pipeline stage, so every stage also runs by hand.
 
-Subcommands register lazily (heavy imports happen only for the one that runs).
+Subcommands register lazily (heavy imports happen only for the one that runs). An error a user
+can fix is one line on stderr, ``m2po <cmd>: error: <what>, <where>, <fix>``, and exit status 2
+(:mod:`m2po.errors`; ``M2PO_DEBUG=1`` shows the traceback instead); Ctrl-C exits 130 and SIGTERM 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+
+from . import __version__, interrupts
+from .config import ConfigError
+from .errors import UserError, from_os_error
 
 #: subcommand -> module exposing ``add_arguments(parser)`` and ``run(args) -> int``
 SUBCOMMANDS = {
@@ -22,6 +30,7 @@ SUBCOMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m2po", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"m2po {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
         mod = importlib.import_module(module)
@@ -31,9 +40,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_error_line(command: str, e: ConfigError) -> str:
+    """``m2po train: error: must be > 0, got -1, optim.lr (from --set optim.lr=-1), <hint>``."""
+    where = e.key + (f" (from {e.source})" if e.source else "") if e.key else (e.source or "")
+    return UserError(e.message, where, e.hint or "").line(command)
+
+
+def _error_line(command: str, e: Exception) -> str:
+    if isinstance(e, UserError):
+        return e.line(command)
+    if isinstance(e, ConfigError):
+        return config_error_line(command, e)
+    assert isinstance(e, OSError)
+    return from_os_error(e).line(command)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    command = args.command
+    previous = interrupts.install(signal.SIGTERM)  # SIGTERM unwinds like Ctrl-C: cleanup runs
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (UserError, ConfigError, OSError) as e:
+        if os.environ.get("M2PO_DEBUG"):
+            raise  # the full traceback instead of the one line
+        print(_error_line(command, e), file=sys.stderr)
+    except KeyboardInterrupt as e:
+        signum = e.args[0] if e.args and e.args[0] == signal.SIGTERM else signal.SIGINT
+        print(f"m2po {command}: interrupted", file=sys.stderr)
+        return 128 + signum
+    finally:
+        interrupts.restore(previous)
+    return 2
 
 
 if __name__ == "__main__":

@@ -260,12 +260,37 @@ def _check_section_path(cls: type, parts: list[str], origin: str) -> None:
         tp = hint
 
 
+def dotted_keys(cls: type, prefix: str = "") -> dict[str, Any]:
+    """Every leaf key of ``cls`` as a dotted path, with its default (``MISSING`` when required)."""
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    for f in _fields(cls):
+        key = _join(prefix, f.name)
+        sub = _nested_dataclass(hints[f.name])
+        if sub is not None:
+            out.update(dotted_keys(sub, key))
+        else:
+            out[key] = _default_of(f)
+    return out
+
+
+def _override_example(cls: type, key: str) -> str:
+    """An override of a key that exists: ``key`` itself when it is one, else the closest one."""
+    keys = dotted_keys(cls) if dataclasses.is_dataclass(cls) else {}
+    if not keys:
+        return "e.g. section.key=value"
+    name = key if key in keys else (difflib.get_close_matches(key, list(keys), n=1) or [next(iter(keys))])[0]
+    default = keys[name]
+    value = "VALUE" if default is dataclasses.MISSING or default is None else _render(default)
+    return f"e.g. --set {name}={value}" + (f" (did you mean {name!r}?)" if name != key and key else "")
+
+
 def _apply_override(cls: type, raw: dict[str, Any], text: str, prov: dict[str, str]) -> None:
     origin = f"--set {text}"
     key, sep, value_text = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(key or text, "an override must look like KEY=VALUE", origin, "e.g. train.lr=1e-6")
+        raise ConfigError(key or text, "an override must look like KEY=VALUE", origin, _override_example(cls, key))
     try:
         value = yaml.safe_load(value_text) if value_text.strip() else None
     except yaml.YAMLError as e:

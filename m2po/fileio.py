@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
+from .errors import os_error_with_path
+from .interrupts import deferred
 
 
 def _umask() -> int:
@@ -30,12 +31,21 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        with deferred():  # Ctrl-C and SIGTERM wait for the write (m2po.interrupts)
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+    except OSError as e:  # a full disk: say which file (a failed write does not)
+        Path(tmp).unlink(missing_ok=True)
+        raise os_error_with_path(e, path) from None
+    except RuntimeError as e:  # torch.save reports a failed write as "unexpected pos"; the OSError is its context
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e.__context__, OSError):
+            raise os_error_with_path(e.__context__, path) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -51,4 +61,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` streamed to a temporary file, then renamed."""
+    import torch  # here, so that stages writing only text do not import torch
+
     atomic_write(path, lambda f: torch.save(obj, f))

@@ -92,7 +92,7 @@ def test_concurrent_warm_starts_train_once(tmp_path: Path, monkeypatch: pytest.M
     """flock excludes separate open() descriptions, so threads stand in for processes here."""
     calls: list[int] = []
 
-    def slow_train(sft_config: SFTConfig, task_config: ArithmeticTask, log_every: int = 0):  # noqa: ANN202
+    def slow_train(sft_config: SFTConfig, task_config: ArithmeticTask, **_: object):  # noqa: ANN202
         calls.append(1)
         time.sleep(0.3)
         torch.manual_seed(0)

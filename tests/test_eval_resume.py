@@ -233,5 +233,4 @@ def test_grade_command(tmp_path, capsys):
     assert "timeout=1" in capsys.readouterr().out
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"response": "x"}\n')
-    args = parser.parse_args(["--input", str(bad), "--output", str(outp)])
-    assert cli_grade.run(args) == 2
+    assert main(["grade", "--input", str(bad), "--output", str(outp)]) == 2

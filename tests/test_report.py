@@ -39,7 +39,8 @@ def test_report_draws_and_links_every_figure(report) -> None:
         png, pdf = root / "figures" / f"{name}.png", root / "figures" / f"{name}.pdf"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 2_000, name
-        assert f"![{name}](figures/{name}.png)" in md and f"(figures/{name}.pdf)" in md
+        assert f"![{name}](figures/{name}.png)" in md
+    assert "`figures/<name>.pdf`" in md  # the PDFs are named once, beside the report
     assert "drawn without data" not in md and "was not produced" not in md
     html = (root / "report.html").read_text()
     assert html.count("<img") == len(FIGURES) and "<table" in html
@@ -49,9 +50,9 @@ def test_report_draws_and_links_every_figure(report) -> None:
 def test_report_sentences_and_inventory_come_from_the_data(report) -> None:
     md = report[1].read_text()
     assert "| 1M | m2po | 16 | 0.16 | 2 | 0,1 | 2/2 | 24 | 1.0 min |" in md  # wall time from the manifest
-    assert "M2PO s=16 0.800 ± 0.010 (n=2)" in md  # fig1: peak of the largest model's M2PO
+    assert "M2PO s=16 80.0 ± 1.0% (n=2)" in md  # fig1: peak of the largest model's M2PO
     assert "GRPO s=16 clips 5.00" in md and "(12.5×)" in md  # fig4a: 0.05 vs 0.004
-    assert "τ=0.16: 0.650 ± 0.010 (n=2)" in md  # fig8
+    assert "τ=0.16: 65.0 ± 1.0% (n=2)" in md  # fig8
     assert "4 of 4 headline claims hold" in md
 
 

@@ -95,8 +95,17 @@ def combine(verdicts: list[str]) -> str:
     return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else INCONCLUSIVE
 
 
-def _f(x: Stat) -> str:
-    return x.fmt(3)
+def _f(x: Stat, digits: int = 1) -> str:
+    """A cell in percent, like Table 1: ``80.0 ± 1.0% (n=2)``."""
+    if not x.ok:
+        return "n/a"
+    se = f" ± {100 * x.se:.{digits}f}" if math.isfinite(x.se) else ""
+    return f"{100 * x.mean:.{digits}f}{se}% (n={x.n})"
+
+
+def _pts(x: float) -> str:
+    """A margin in accuracy points (``0.03`` -> ``3``)."""
+    return f"{100 * x:g}"
 
 
 def _claim1(c: Cells, m: str, s: int, r: Rules) -> list[Verdict]:
@@ -111,7 +120,7 @@ def _claim1(c: Cells, m: str, s: int, r: Rules) -> list[Verdict]:
         d,
         se,
         _not_worse(d, se, r),
-        f"not worse: d − {r.z}·se ≥ −{r.match_margin}",
+        f"not worse: d − {r.z:g}·se ≥ −{_pts(r.match_margin)} points",
         f"peak no-TR s={s} {_f(notr_pk)} vs GRPO s=0 {_f(g0_pk)}",
     )
     e, se_e = _diff(g0_fi, notr_fi)
@@ -127,7 +136,8 @@ def _claim1(c: Cells, m: str, s: int, r: Rules) -> list[Verdict]:
         e,
         se_e,
         v,
-        f"better: d − {r.z}·se > 0 and no-TR peak − final > {r.z}·se; fails if d + {r.z}·se < {r.min_effect}",
+        f"better: d − {r.z:g}·se > 0 and no-TR peak − final > {r.z:g}·se; fails if d + {r.z:g}·se < "
+        f"{_pts(r.min_effect)} point",
         f"final no-TR {_f(notr_fi)} (peak {_f(notr_pk)}) vs GRPO s=0 final {_f(g0_fi)}, within {c.max_update} updates",
     )
     return [a, b]
@@ -143,7 +153,7 @@ def _claim2(c: Cells, m: str, s: int, r: Rules) -> list[Verdict]:
     steady = not any(math.isfinite(dd) and dd - r.z * ss > 0 for dd, ss in rises)
     if v == HOLDS and not steady:
         v = FAILS
-    sweep = ", ".join(f"s={lv}: {peaks[lv].mean:.3f}" for lv in levels)
+    sweep = ", ".join(f"s={lv}: {100 * peaks[lv].mean:.1f}%" for lv in levels)
     a = Verdict(
         2,
         "2a accuracy degrades",
@@ -152,7 +162,7 @@ def _claim2(c: Cells, m: str, s: int, r: Rules) -> list[Verdict]:
         e,
         se,
         v,
-        f"better: d − {r.z}·se > 0, and no significant rise between consecutive s",
+        f"better: d − {r.z:g}·se > 0, and no significant rise between consecutive s",
         f"GRPO peak by staleness: {sweep}",
     )
     k0, ks = c.clipped(m, "grpo", 0), c.clipped(m, "grpo", s)
@@ -173,9 +183,9 @@ def _claim2(c: Cells, m: str, s: int, r: Rules) -> list[Verdict]:
         ratio,
         math.nan,
         v2,
-        f"ratio: clip_s − {r.z}·se ≥ {r.clip_rise}·(clip_0 + {r.z}·se); fails if clip_s + {r.z}·se < "
-        f"{r.clip_rise}·(clip_0 − {r.z}·se)",
-        f"mean clipped fraction (updates ≥ s) GRPO s={s} {ks.fmt(4)} vs s=0 {k0.fmt(4)}",
+        f"ratio: clip_s − {r.z:g}·se ≥ {r.clip_rise:g}·(clip_0 + {r.z:g}·se); fails if clip_s + {r.z:g}·se < "
+        f"{r.clip_rise:g}·(clip_0 − {r.z:g}·se)",
+        f"mean clipped tokens (updates ≥ s) GRPO s={s} {_f(ks, 2)} vs s=0 {_f(k0, 2)}",
     )
     return [a, b]
 
@@ -191,7 +201,7 @@ def _claim3(c: Cells, m: str, s: int, r: Rules) -> list[Verdict]:
         d,
         se,
         _not_worse(d, se, r),
-        f"not worse: d − {r.z}·se ≥ −{r.match_margin} (paper: −0.005…+0.036)",
+        f"not worse: d − {r.z:g}·se ≥ −{_pts(r.match_margin)} points (paper: −0.5…+3.6 points)",
         f"M2PO s={s} {_f(m2)} vs GRPO s=0 {_f(g0)}",
     )
     e, se_e = _diff(m2, gs)
@@ -203,7 +213,7 @@ def _claim3(c: Cells, m: str, s: int, r: Rules) -> list[Verdict]:
         e,
         se_e,
         _better(e, se_e, r),
-        f"better: d − {r.z}·se > 0; fails if d + {r.z}·se < {r.min_effect} (paper: +0.028…+0.112)",
+        f"better: d − {r.z:g}·se > 0; fails if d + {r.z:g}·se < {_pts(r.min_effect)} point (paper: +2.8…+11.2 points)",
         f"M2PO s={s} {_f(m2)} vs GRPO s={s} {_f(gs)}",
     )
     return [a, b]
@@ -229,9 +239,9 @@ def _claim4(c: Cells, m: str, s: int, r: Rules) -> list[Verdict]:
             ratio,
             math.nan,
             v,
-            f"ratio: m + {r.z}·se ≤ {r.clip_ratio}·(g − {r.z}·se); fails if m − {r.z}·se > "
-            f"{r.clip_ratio}·(g + {r.z}·se)",
-            f"mean clipped/masked fraction (updates ≥ s) M2PO {km.fmt(4)} vs GRPO {kg.fmt(4)}",
+            f"ratio: m + {r.z:g}·se ≤ {r.clip_ratio:g}·(g − {r.z:g}·se); fails if m − {r.z:g}·se > "
+            f"{r.clip_ratio:g}·(g + {r.z:g}·se)",
+            f"mean clipped/masked tokens (updates ≥ s) M2PO {_f(km, 2)} vs GRPO {_f(kg, 2)}",
         )
     ]
 

@@ -1,7 +1,7 @@
 """One sentence per figure, computed from the data the figure shows (for the report).
 
-Accuracies are fractions shown as ``mean ± s.e. (n=seeds)``; clipping ratios in percent; "steady"
-means over the updates ≥ s of each run (:mod:`m2po.analysis.aggregate`).
+Accuracies and clipping ratios are in percent, ``mean ± s.e.% (n=seeds)`` (one unit throughout the
+report, as in Table 1); "steady" means over the updates ≥ s of each run (:mod:`m2po.analysis.aggregate`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ LABEL = {
 
 
 def _a(x: Stat) -> str:
-    return x.fmt(3) if x.ok else "n/a (no run)"
+    """An accuracy: ``80.0 ± 1.0% (n=2)``."""
+    if not x.ok:
+        return "n/a (no run)"
+    se = f" ± {100 * x.se:.1f}" if math.isfinite(x.se) else ""
+    return f"{100 * x.mean:.1f}{se}% (n={x.n})"
 
 
 def _pct(x: Stat, digits: int = 2) -> str:
@@ -41,9 +45,9 @@ def _lab(method: str, s: int) -> str:
 
 
 def _peaks(c: Cells, m: str, cells: list[tuple[str, int]], what: str = "peak") -> str:
-    """``GRPO s=0 0.750 ± 0.031 (n=1), ...``; cells without a run are listed once at the end."""
+    """``GRPO s=0 75.0 ± 3.1% (n=1), ...``; cells without a run are listed once at the end."""
     have = [(me, s, c.acc(m, me, s, what)) for me, s in cells]
-    text = ", ".join(f"{_lab(me, s)} {x.fmt(3)}" for me, s, x in have if x.ok)
+    text = ", ".join(f"{_lab(me, s)} {_a(x)}" for me, s, x in have if x.ok)
     missing = [_lab(me, s) for me, s, x in have if not x.ok]
     return (text or "none") + (f" (no runs of {', '.join(missing)})" if missing else "")
 
@@ -62,7 +66,7 @@ def _sweep(c: Cells, models: list[str], method: str) -> str:
     parts = []
     for m in models:
         lv = c.staleness_levels(m, method)
-        body = ", ".join(f"s={v}: {c.acc(m, method, v).fmt(3)}" for v in lv) or "no runs"
+        body = ", ".join(f"s={v}: {_a(c.acc(m, method, v))}" for v in lv) or "no runs"
         parts.append(f"{m}: {body}")
     return f"{LABEL[method]} peak accuracy by staleness — " + "; ".join(parts) + "."
 
@@ -156,7 +160,7 @@ def fig8(c: Cells, models: list[str], s: int) -> str:
     parts = []
     for m in models:
         taus = c.taus(m, "m2po", s)
-        body = ", ".join(f"τ={t:g}: {c.acc(m, 'm2po', s, tau=t).fmt(3)}" for t in taus) or "no runs"
+        body = ", ".join(f"τ={t:g}: {_a(c.acc(m, 'm2po', s, tau=t))}" for t in taus) or "no runs"
         parts.append(f"{m}: {body}")
     return f"M2PO s={s} peak accuracy by τ — " + "; ".join(parts) + "."
 

@@ -1,11 +1,17 @@
 """Markdown -> HTML for the report: the ``markdown`` package (with tables) when installed, else a small
 converter that knows exactly what the report writes (headings, paragraphs, bullet lists, pipe tables,
-images, links, ``**bold**``, ``*italic*`` and ``code``)."""
+images, links, anchors, ``**bold**``, ``*italic*`` and ``code``).
+
+Images found beside the report are embedded as base64 ``data:`` URIs, so the page needs no other file:
+it survives being moved or mailed.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
 import re
+from pathlib import Path
 
 CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
@@ -60,6 +66,9 @@ def simple_markdown(text: str) -> str:
                 i += 1
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
             continue
+        elif re.fullmatch(r'<a id="[\w-]+"></a>', stripped):
+            flush()
+            out.append(stripped)
         elif re.match(r"^[-*]\s+", stripped):
             flush()
             items = []
@@ -76,14 +85,32 @@ def simple_markdown(text: str) -> str:
     return "\n".join(out)
 
 
-def to_html(markdown_text: str, title: str) -> str:
-    """A standalone HTML page of the Markdown text."""
+_MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+def embed_images(body: str, base_dir: str | Path) -> str:
+    """Replace ``src="relative/path.png"`` by the image's bytes as a ``data:`` URI (missing files stay)."""
+
+    def inline(m: re.Match) -> str:
+        path = Path(base_dir) / html.unescape(m.group(2))
+        mime = _MIME.get(path.suffix.lower())
+        if mime is None or not path.is_file():
+            return m.group(0)
+        return f'{m.group(1)}"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    return re.sub(r'(<img\b[^>]*?\bsrc=)"(?!data:|https?:)([^"]+)"', inline, body)
+
+
+def to_html(markdown_text: str, title: str, base_dir: str | Path | None = None) -> str:
+    """A standalone HTML page of the Markdown text; ``base_dir``: embed the images found there."""
     try:
         import markdown
 
         body = markdown.markdown(markdown_text, extensions=["tables"])
     except ImportError:
         body = simple_markdown(markdown_text)
+    if base_dir is not None:
+        body = embed_images(body, base_dir)
     return (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n"

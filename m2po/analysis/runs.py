@@ -157,12 +157,26 @@ def _is_false(flag: object) -> bool:
     return flag is not None and not (isinstance(flag, float) and math.isnan(flag)) and not bool(flag)
 
 
+#: warnings already given by this process (the report's figure scripts load the same tree 13 times)
+_WARNED: set[str] = set()
+
+
+def _count(x: object) -> str:
+    return str(int(x)) if isinstance(x, int | float) and math.isfinite(x) else "?"
+
+
 def _warn(inv: pd.DataFrame) -> None:
     for _, r in inv.iterrows():
         if r["status"] != "ok":
-            log.warning("run %s %s", r["run_id"], r["status"])
+            message = f"run {r['run_id']} {r['status']}"
         elif _is_false(r["complete"]):
-            log.warning("run %s is partial: %s of %s updates", r["run_id"], r["last_update"], r.get("planned_updates"))
+            done, planned = _count(r["last_update"]), _count(r.get("planned_updates"))
+            message = f"run {r['run_id']} is partial: {done} of {planned} updates"
+        else:
+            continue
+        if message not in _WARNED:
+            _WARNED.add(message)
+            log.warning("%s", message)
 
 
 def _scan(runs_dir: Path) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame | None]]]:

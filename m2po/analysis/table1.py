@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..fileio import atomic_write_text
 from .aggregate import accuracy, cell_stat, order_models, per_run_accuracy, select
 from .paper import paper_model_rows, paper_table1
 from .runs import RunTables
+from .sections import markdown_table
 
 TABLE1_COLUMNS = ["source", "model", "method", "staleness", "metric", "mean", "se", "n", "unit"]
 LABELS = {
@@ -91,13 +93,9 @@ def _pm(mean: float, se: float, digits: int = 1) -> str:
 def table1_markdown(t: pd.DataFrame, stale: int, paper_stale: int = 256) -> str:
     """Two Markdown tables: ours (with the paper's Avg where the model is one of the paper's) and the paper's."""
     ours = t[t["source"] == "ours"]
-    lines = [
-        "**This run** — accuracy (%), mean ± s.e. over seeds; peak = best evaluation, final = last; "
-        "Δ = difference of peak means (points).",
-        "",
-        f"| Model | Method | s | Peak | Final | Seeds | Δ vs GRPO s=0 | Δ vs GRPO s={stale} | Paper Avg |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["Model", "Method", "s", "Peak (%)", "Final (%)", "Seeds", "Δ vs GRPO s=0", f"Δ vs GRPO s={stale}"]
+    header.append("Paper Avg (%)")
+    rows = []
     for model in order_models(ours["model"].unique()):
         g0 = _cell(t, "ours", model, "grpo", 0, "peak")[0]
         gs = _cell(t, "ours", model, "grpo", stale, "peak")[0]
@@ -109,14 +107,20 @@ def table1_markdown(t: pd.DataFrame, stale: int, paper_stale: int = 256) -> str:
             ds = f"{pk - gs:+.1f}" if math.isfinite(pk - gs) and method != "grpo" else ""
             pa = prow[(prow["method"] == method) & (prow["s"] == (paper_stale if s else 0))]["Avg"]
             paper = f"{float(pa.iloc[0]):.1f}" if len(pa) else ""
-            lines.append(
-                f"| {model} | {LABELS.get(method, method)} | {s} | {_pm(pk, pk_se)} | {_pm(fi, fi_se)} | "
-                f"{int(n)} | {d0} | {ds} | {paper} |"
+            rows.append(
+                [model, LABELS.get(method, method), str(s), _pm(pk, pk_se), _pm(fi, fi_se), str(int(n)), d0, ds, paper]
             )
+    lines = [
+        "**This run** — accuracy in percent, mean ± s.e. over seeds; peak = best evaluation, final = last; "
+        "Δ = difference of peak means (points).",
+        "",
+        *markdown_table(header, rows),
+    ]
     paper = t[(t["source"] == "paper") & (t["metric"] == "Avg")]
     lines += [
         "",
-        f"**Paper, Table 1** — Avg accuracy (%) over eight benchmarks at the best checkpoint, s = {paper_stale}.",
+        f"**Paper, Table 1** — Avg accuracy in percent over eight benchmarks at the best checkpoint, "
+        f"s = {paper_stale}.",
         "",
         f"| Model | GRPO s=0 | GRPO s={paper_stale} | GSPO s={paper_stale} | M2PO s={paper_stale} | "
         f"M2PO − GRPO s=0 | M2PO − GRPO s={paper_stale} |",
@@ -138,6 +142,6 @@ def write_table1(t: pd.DataFrame, out_dir: str | Path, stale: int) -> tuple[Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "table1.csv", out / "table1.md"
-    t.to_csv(csv_path, index=False)
-    md_path.write_text(table1_markdown(t, stale))
+    atomic_write_text(csv_path, t.to_csv(index=False))
+    atomic_write_text(md_path, table1_markdown(t, stale))
     return csv_path, md_path

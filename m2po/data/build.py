@@ -2,9 +2,9 @@
 the report and the contamination tables over everything in OUT.
 
 Order matters for "nothing half-done": every dataset is collected and validated first; under
-``--strict`` any unexpected problem aborts before a single file is written. Each file is then
-written atomically (tmp + ``os.replace``), the manifest last, so a dataset folder whose manifest
-exists is complete.
+``--strict`` any unexpected problem aborts before a single file is written. The datasets are then
+written into a staging folder inside OUT and moved into place together with the report; a failure
+on the way (a full disk, a read-only folder) leaves OUT as it was before the build.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
+import os
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import __version__
+from ..errors import DISK_FULL, from_os_error
 from .collect import Collected, collect_dataset
 from .contamination import write_contamination
 from .gtcheck import GT_WRAPPER, check_ground_truths
@@ -35,6 +39,8 @@ __all__ = ["BuildOptions", "build", "resolve_names", "to_rows"]
 
 log = logging.getLogger("m2po.data")
 
+#: the tables written over every dataset in OUT after the datasets themselves
+SUMMARY_FILES = ("contamination.csv", "contamination.md", "report.md")
 SHUFFLE_METHOD = "numpy.random.default_rng(seed).permutation(n), the order of datasets.Dataset.shuffle(seed=seed)"
 
 
@@ -221,6 +227,46 @@ def build(sources: SourcesFile, opts: BuildOptions) -> list[dict[str, Any]]:
         gts = (r.ground_truth for c in collected for rows in c.rows.values() for r in rows)
         cache = opts.out / ".cache" / "gt_parse.json" if opts.parse_cache else None
         parse = check_ground_truths(gts, workers=opts.workers, progress=opts.progress, cache=cache)
-    manifests = [_write_dataset(opts.out, c, sources.prompt_template, parse) for c in collected]
-    write_report(opts.out, write_contamination(opts.out))
+    opts.out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=opts.out))
+    try:
+        manifests = [_write_dataset(staging, c, sources.prompt_template, parse) for c in collected]
+        _commit(opts.out, staging, [c.name for c in collected])
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        full = OSError(e.errno, e.strerror, str(opts.out))  # the staging file named by ``e`` is gone now
+        raise from_os_error(full, "nothing in it was changed; free some space and run the command again") from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return manifests
+
+
+def _commit(out: Path, staging: Path, names: list[str]) -> None:
+    """Move the staged dataset folders into ``out`` and write the report and contamination tables over
+    everything there. A failure (a full disk) puts the previous folders and tables back, so ``out``
+    holds either the old build or the new one, never a mix. Renames and hard links need no space."""
+    backup = staging / ".previous"
+    backup.mkdir()
+    moved: list[str] = []
+    tables = [f for f in SUMMARY_FILES if (out / f).exists()]
+    for f in tables:
+        os.link(out / f, backup / f)
+    try:
+        for name in names:
+            if (out / name).exists():
+                os.replace(out / name, backup / name)
+            os.replace(staging / name, out / name)
+            moved.append(name)
+        write_report(out, write_contamination(out))
+    except BaseException:
+        for name in moved:
+            shutil.rmtree(out / name, ignore_errors=True)
+        for f in SUMMARY_FILES:
+            if f in tables:
+                os.replace(backup / f, out / f)
+            else:
+                (out / f).unlink(missing_ok=True)
+        for old in backup.iterdir():
+            os.replace(old, out / old.name)
+        raise

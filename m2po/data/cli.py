@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import UserError, check_writable
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -60,7 +62,6 @@ def _offline_dir(arg: Path | None) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
     from .build import BuildOptions, build
     from .readers import DataError
     from .spec import load_sources
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     offline = _offline_dir(args.offline)
     if offline is not None and not offline.is_dir():
-        print(f"error: offline data folder {offline} does not exist", file=sys.stderr)
-        return 2
+        raise UserError("no such offline data folder", offline, "check --offline or $M2PO_DATA_DIR")
+    check_writable(args.out, "make it writable or choose another --out")
     try:
         sources = load_sources(args.sources)
         opts = BuildOptions(
@@ -84,9 +85,8 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
         )
         manifests = build(sources, opts)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except DataError as e:
+        raise UserError(str(e)) from e
     print(f"{'dataset':<14} {'kept':>7} {'skipped':>8} {'no-answer':>9} {'unparseable':>11}  notes")
     for m in manifests:
         c, gp = m["counts"], m["ground_truth_parse"]

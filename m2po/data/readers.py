@@ -38,6 +38,17 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _utf8_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"not UTF-8 text (a binary file?) at line {line}, {path}, replace it with the source's JSON/JSONL file"
+        ) from None
+
+
 def iter_file_records(path: Path) -> Iterator[tuple[int, Any]]:
     """``(row, record)`` of a ``.json`` list, a ``.jsonl`` file (blank lines ignored; a line that
     is not JSON yields a :class:`RowProblem` as its record) or a ``.parquet`` file."""
@@ -45,19 +56,18 @@ def iter_file_records(path: Path) -> Iterator[tuple[int, Any]]:
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            row = 0
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield row, json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield row, RowProblem("invalid_json", f"line {lineno}: {e.msg}")
-                row += 1
+        row = 0
+        for lineno, line in enumerate(_utf8_text(path).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield row, json.loads(line)
+            except json.JSONDecodeError as e:
+                yield row, RowProblem("invalid_json", f"line {lineno}: {e.msg}")
+            row += 1
     elif suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(_utf8_text(path))
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: not valid JSON ({e})") from e
         if not isinstance(data, list):

@@ -23,18 +23,22 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..config import dump_yaml, to_dict
+from ..errors import UserError
 from ..fileio import atomic_torch_save
+from ..interrupts import deferred
 from ..losses import METRIC_NAMES, get_policy_loss, m2po_mask
 from ..staleness import StalenessSchedule, StaleQueue
+from .progress import TrainProgress
+from .resume import ResumePlan, plan_resume
 from .rundir import CsvLog, record_wall_time, write_manifest
 from .setup import build_run
 from .train_config import TrainConfig
@@ -102,18 +106,20 @@ class ProblemStream:
 class Trainer:
     """Runs one configured training run into ``out_dir`` (config, manifest, logs, checkpoints)."""
 
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> None:
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool | ResumePlan = False) -> None:
+        """``resume``: True checks and continues the run in ``out_dir`` (:func:`plan_resume`), or pass
+        the plan already made. Nothing is written before the run is built."""
         self.cfg = cfg
         self.out = Path(out_dir)
-        ckpt = self.out / "checkpoints" / "last.pt"
-        if not resume and (self.out / "updates.csv").exists():
-            raise FileExistsError(
-                f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
+        plan = plan_resume(self.out, cfg) if resume is True else resume or None
+        if plan is None and (self.out / "updates.csv").exists():
+            raise UserError(
+                "a run already exists here", self.out, "pass --resume to continue it or choose another --out"
             )
         torch.set_num_threads(cfg.run.threads)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.config_digest = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:16]
         self.run = build_run(cfg)
+        self.out.mkdir(parents=True, exist_ok=True)
         self.policy = self.run.policy
         params = [p for p in self.policy.module.parameters() if p.requires_grad]
         opt_cls = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
@@ -130,10 +136,14 @@ class Trainer:
         self.updates_log = CsvLog(self.out / "updates.csv", UPDATE_COLUMNS)
         self.evals_log = CsvLog(self.out / "evals.csv", EVAL_COLUMNS)
         self.tokens_log = CsvLog(self.out / "tokens.csv", TOKEN_COLUMNS)
-        if resume and ckpt.exists():
-            self._load_checkpoint(ckpt)
+        self.saved_update = 0  # update of the newest checkpoint on disk
+        if plan is not None and plan.state is not None:
+            self._load_checkpoint(plan.state)
+            self.saved_update = self.update
+            if plan.changed:  # an extended run or a cosmetic change: the run's config says what now holds
+                dump_yaml(cfg, self.out / "config.yaml")
         else:
-            if resume:
+            if plan is not None:
                 for log in (self.updates_log, self.evals_log, self.tokens_log):
                     log.truncate(0)
             dump_yaml(cfg, self.out / "config.yaml")
@@ -311,6 +321,11 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------------
 
     def _save_checkpoint(self) -> None:
+        with deferred():  # an interrupt waits until the checkpoint and its update number are both recorded
+            self._write_checkpoint()
+            self.saved_update = self.update
+
+    def _write_checkpoint(self) -> None:
         state = {
             "update": self.update,
             "prefilled": self.prefilled,
@@ -327,16 +342,15 @@ class Trainer:
                 "evals": self.evals_log.rows,
                 "tokens": self.tokens_log.rows,
             },
+            "logs": {key: log.path.read_bytes() for key, log in self._logs().items()},
         }
         atomic_torch_save(state, self.out / "checkpoints" / "last.pt")
 
-    def _load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, weights_only=False)
-        if state["config_digest"] != self.config_digest:
-            raise ValueError(
-                f"{path} was written with a different configuration (digest {state['config_digest']} vs "
-                f"{self.config_digest}); resume with the run's own config.yaml"
-            )
+    def _logs(self) -> dict[str, CsvLog]:
+        return {"updates": self.updates_log, "evals": self.evals_log, "tokens": self.tokens_log}
+
+    def _load_checkpoint(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (checked by :func:`plan_resume`, which allows cosmetic config changes)."""
         self.update = state["update"]
         self.prefilled = state["prefilled"]
         self.policy.module.load_state_dict(state["model"])
@@ -346,9 +360,11 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
-        self.updates_log.truncate(state["log_rows"]["updates"])
-        self.evals_log.truncate(state["log_rows"]["evals"])
-        self.tokens_log.truncate(state["log_rows"]["tokens"])
+        for key, log in self._logs().items():
+            if "logs" in state:  # the exact bytes up to the checkpoint, even if the file was cut since
+                log.restore(state["logs"][key])
+            else:
+                log.truncate(state["log_rows"][key])
 
     # -- the run --------------------------------------------------------------------------------------
 
@@ -363,30 +379,29 @@ class Trainer:
             self.prefilled = True
             if self.evals_log.rows == 0:
                 self._evaluate()
-        bar = tqdm(
-            total=cfg.run.total_updates,
-            initial=self.update,
-            disable=not cfg.run.progress,
-            desc=self.out.name,
-            unit="upd",
-            dynamic_ncols=True,
-        )
-        last_eval: dict[str, Any] = {}
+        bar = TrainProgress(cfg.run.total_updates, self.update, self.out.name, cfg.run.progress, cfg.run.log_every)
         while self.update < cfg.run.total_updates:
             self.queue.push(self._generate_batch(), policy_version=self.update)
             self._train_step()
-            bar.update(n)
+            last_eval = None
             if self.update % cfg.run.eval_every < n or self.update == cfg.run.total_updates:
                 last_eval = self._evaluate()
-                bar.set_postfix(acc=f"{last_eval['sampled_acc']:.3f}")
+            bar.step(self.update, self.updates_log.last, last_eval)
             if self.update % cfg.run.checkpoint_every == 0:
                 self._save_checkpoint()
         bar.close()
         self._save_checkpoint()
         atomic_torch_save(self.policy.module.state_dict(), self.out / "final_model.pt")
-        self.queue.close()
-        record_wall_time(self.out, time.perf_counter() - started)
+        self.close()
+        self.wall_seconds = time.perf_counter() - started
+        record_wall_time(self.out, self.wall_seconds)
         return self.out
+
+    def close(self) -> None:
+        """Remove the stale queue's spill folder (also after an interrupt: a resume rebuilds the queue
+        from the checkpoint)."""
+        self.queue.close()
+        shutil.rmtree(self.out / "queue_spill", ignore_errors=True)
 
 
 def _combine_metrics(parts: list[tuple[int, dict[str, float]]]) -> dict[str, float]:

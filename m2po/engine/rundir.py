@@ -21,7 +21,9 @@ import torch
 
 import m2po
 
+from ..errors import os_error_with_path
 from ..fileio import atomic_write_bytes
+from ..interrupts import deferred
 
 
 def format_value(v: Any) -> str:
@@ -38,6 +40,7 @@ class CsvLog:
         self.path = path
         self.columns = columns
         self.rows = 0
+        self.last: dict[str, Any] | None = None  # the last row this process wrote (progress display)
         if path.exists():
             with path.open(newline="") as f:
                 self.rows = max(0, sum(1 for _ in f) - 1)
@@ -55,10 +58,15 @@ class CsvLog:
             if missing:
                 raise KeyError(f"{self.path.name}: row lacks columns {missing}")
             writer.writerow([format_value(row[c]) for c in self.columns])
-        with self.path.open("a", newline="") as f:
-            f.write(buf.getvalue())
-            f.flush()
+        try:
+            with deferred(), self.path.open("a", newline="") as f:
+                f.write(buf.getvalue())
+                f.flush()
+        except OSError as e:  # a full disk: name the file (a failed write does not)
+            raise os_error_with_path(e, self.path) from None
         self.rows += len(rows)
+        if rows:
+            self.last = rows[-1]
 
     def truncate(self, rows: int) -> None:
         """Keep the header and the first ``rows`` rows (rewritten atomically)."""
@@ -66,6 +74,11 @@ class CsvLog:
             lines = f.readlines()
         atomic_write_bytes(self.path, "".join(lines[: rows + 1]).encode())
         self.rows = rows
+
+    def restore(self, data: bytes) -> None:
+        """Replace the file with ``data`` (the header and rows a checkpoint stored)."""
+        atomic_write_bytes(self.path, data)
+        self.rows = max(0, data.count(b"\n") - 1)
 
 
 def git_commit() -> str | None:

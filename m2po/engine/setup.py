@@ -27,8 +27,7 @@ class RunSetup:
 
 
 def tiny_task(cfg: TrainConfig) -> ArithmeticTask:
-    t = cfg.task
-    return ArithmeticTask(seed=t.seed, n_train=t.n_train, n_test=t.n_test, max_operand=t.max_operand)
+    return cfg.task.arithmetic_task()
 
 
 def build_run(cfg: TrainConfig) -> RunSetup:
@@ -52,7 +51,7 @@ def build_run(cfg: TrainConfig) -> RunSetup:
             if v is not None
         }
         sft = dataclasses.replace(sft, **overrides)
-        path = warm_start(sft, task, cfg.warm_start.cache_dir)
+        path = warm_start(sft, task, cfg.warm_start.resolved_cache_dir(), progress=cfg.run.progress)
         model = load_warm_start(path)
         manifest["warm_start"] = {"path": str(path), "metrics": load_checkpoint(path)["metrics"]}
     else:

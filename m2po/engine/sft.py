@@ -23,12 +23,14 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..fileio import atomic_torch_save
 from .model import MODEL_SIZES, TinyModelConfig, TinyTransformer, sequence_log_probs
@@ -135,10 +137,17 @@ class _SFTBatches:
         return ids, mask, self.prompt_ids.shape[1]
 
 
+#: Seconds per SFT step on one core of the dev machine, from the calibration above (51 s / 1200
+#: steps, 146 s / 1000 steps): only for the "about N min" a warm start announces.
+SECONDS_PER_STEP = {"0.1M": 0.043, "1M": 0.146}
+
+
 def train_sft(
-    sft_config: SFTConfig, task_config: ArithmeticTask, log_every: int = 0
+    sft_config: SFTConfig, task_config: ArithmeticTask, log_every: int = 0, progress: bool = False
 ) -> tuple[TinyTransformer, dict[str, float]]:
-    """Train from scratch (no caching) and return ``(model, metrics)``; ``warm_start`` wraps this."""
+    """Train from scratch (no caching) and return ``(model, metrics)``; ``warm_start`` wraps this.
+
+    ``progress``: a bar on a terminal, else a line every tenth of the steps."""
     t0 = time.perf_counter()
     torch.manual_seed(sft_config.seed)
     gen = torch.Generator().manual_seed(sft_config.seed)
@@ -150,6 +159,11 @@ def train_sft(
     batches = _SFTBatches(train, tok)
     model.train()
     loss_val = float("nan")
+    bar = None
+    if progress and sys.stderr.isatty():
+        bar = tqdm(total=sft_config.steps, desc=f"warm start {sft_config.size}", unit="step", dynamic_ncols=True)
+    elif progress and not log_every:
+        log_every = max(1, sft_config.steps // 10)
     for step in range(sft_config.steps):
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, sft_config)
@@ -162,8 +176,18 @@ def train_sft(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         loss_val = float(loss.detach())
-        if log_every and (step + 1) % log_every == 0:
-            print(f"sft step {step + 1}/{sft_config.steps} loss {loss_val:.4f} ({time.perf_counter() - t0:.1f}s)")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_val:.4f}", refresh=False)
+        elif log_every and (step + 1) % log_every == 0:
+            print(
+                f"warm start: SFT step {step + 1}/{sft_config.steps} loss {loss_val:.4f} "
+                f"({time.perf_counter() - t0:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    if bar is not None:
+        bar.close()
     model.eval()
     train_s = time.perf_counter() - t0
     eval_gen = torch.Generator().manual_seed(sft_config.seed + 1)
@@ -229,12 +253,17 @@ def warm_start_path(sft_config: SFTConfig, task_config: ArithmeticTask, cache_di
 
 
 def warm_start(
-    sft_config: SFTConfig, task_config: ArithmeticTask, cache_dir: str | os.PathLike[str], log_every: int = 0
+    sft_config: SFTConfig,
+    task_config: ArithmeticTask,
+    cache_dir: str | os.PathLike[str],
+    log_every: int = 0,
+    progress: bool = False,
 ) -> Path:
     """Path of the cached warm-start checkpoint, training it first if no process has yet.
 
     Checkpoint: ``{model_config, state_dict, sft_config, task_config, metrics, version}`` (configs
-    as plain dicts so ``torch.load(weights_only=True)`` reads it).
+    as plain dicts so ``torch.load(weights_only=True)`` reads it). ``progress``: say on stderr what
+    is trained, where it goes and about how long it takes, with a bar.
     """
     path = warm_start_path(sft_config, task_config, cache_dir)
     if path.exists():
@@ -245,7 +274,17 @@ def warm_start(
         try:
             if path.exists():  # another process trained it while we waited
                 return path
-            model, metrics = train_sft(sft_config, task_config, log_every=log_every)
+            if progress:
+                seconds = sft_config.steps * SECONDS_PER_STEP.get(sft_config.size, 0.1)
+                about = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+                print(
+                    f"warm start: training the supervised warm start of the {sft_config.size} model "
+                    f"({sft_config.steps} SFT steps, about {about} on one core) into "
+                    f"{path.resolve()}; every later run with the same settings reuses it",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            model, metrics = train_sft(sft_config, task_config, log_every=log_every, progress=progress)
             ckpt: dict[str, Any] = {
                 "model_config": dataclasses.asdict(model.config),
                 "state_dict": model.state_dict(),

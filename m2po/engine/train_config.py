@@ -9,11 +9,18 @@ batch, learning rate, number of updates) is chosen for a CPU.
 
 from __future__ import annotations
 
+import inspect
+import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from ..config import ConfigError, option
-from ..losses import available_losses, loss_info
+from ..losses import available_losses, get_policy_loss, loss_info
+from .task import ArithmeticTask
 
 
 @dataclass
@@ -37,6 +44,11 @@ class ModelSection:
             raise ConfigError("size", f"unknown tiny model size {self.size!r}; use one of {sorted(MODEL_SIZES)}")
         if self.kind == "hf" and not (self.hf_path or self.hf_random_init):
             raise ConfigError("hf_path", "kind=hf needs hf_path (local weights) or hf_random_init (a config dict)")
+        hub_id = self.hf_path and re.fullmatch(r"[\w.-]+/[\w.-]+", self.hf_path) and not self.hf_path.startswith(".")
+        if self.kind == "hf" and self.hf_path and not hub_id and not Path(self.hf_path).exists():
+            raise ConfigError(
+                "hf_path", f"no such file or folder {self.hf_path!r}", hint="give a local model folder or .gguf file"
+            )
 
 
 @dataclass
@@ -50,6 +62,27 @@ class TaskSection:
     )
     eval_dataset: str | None = option(None, "Held-out parquet file used with `dataset`.")
 
+    def arithmetic_task(self) -> ArithmeticTask:
+        """The tiny arithmetic task these keys describe (used when no ``dataset`` is given)."""
+        return ArithmeticTask(seed=self.seed, n_train=self.n_train, n_test=self.n_test, max_operand=self.max_operand)
+
+    def validate(self) -> None:
+        for key in ("n_train", "n_test"):
+            if getattr(self, key) < 1:
+                raise ConfigError(key, f"must be >= 1, got {getattr(self, key)}", hint=f"e.g. --set task.{key}=500")
+        if self.max_operand < 1:
+            raise ConfigError(
+                "max_operand", f"must be >= 1, got {self.max_operand}", hint="e.g. --set task.max_operand=99"
+            )
+        for key in ("dataset", "eval_dataset"):
+            path = getattr(self, key)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(key, f"no such file {path!r}", hint="give a parquet built by `m2po data build`")
+        if self.eval_dataset is not None and self.dataset is None:
+            raise ConfigError("eval_dataset", "is used only together with task.dataset", hint="set task.dataset too")
+        if self.dataset is None:
+            self.arithmetic_task()  # its own checks (e.g. more problems than distinct questions)
+
 
 @dataclass
 class WarmStartSection:
@@ -58,7 +91,27 @@ class WarmStartSection:
     corrupt_frac: float | None = option(
         None, "Fraction of answer digits corrupted during SFT so sampling leaves room for RL (None: calibrated)."
     )
-    cache_dir: str = option("results/cache", "Directory of the shared warm-start checkpoints.")
+    cache_dir: str | None = option(
+        None,
+        "Directory of the shared warm-start checkpoints (null: $M2PO_CACHE_DIR, else ~/.cache/m2po). A relative "
+        "path is taken from the current directory and recorded as an absolute path.",
+    )
+
+    def validate(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError("steps", f"must be >= 1 or null, got {self.steps}")
+        if self.corrupt_frac is not None and not 0 <= self.corrupt_frac < 1:
+            raise ConfigError("corrupt_frac", f"must be in [0, 1) or null, got {self.corrupt_frac}")
+
+    def resolved_cache_dir(self) -> Path:
+        """Where the warm starts live, as an absolute path (never relative to wherever a run starts)."""
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser().resolve()
+        env = os.environ.get("M2PO_CACHE_DIR", "").strip()
+        if env:
+            return Path(env).expanduser().resolve()
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache"
+        return (Path(base) / "m2po").resolve()
 
 
 @dataclass
@@ -77,6 +130,29 @@ class RolloutSection:
             raise ConfigError("max_new_tokens", "must be >= 1")
         if not self.temperature > 0:
             raise ConfigError("temperature", "must be > 0 (use 1.0, the paper's value)")
+
+
+def _tensor_params(name: str) -> set[str]:
+    """Parameters of a loss that take per-token tensors: the training loop fills them, not a config."""
+    sig = inspect.signature(loss_info(name).objective)
+    return {k for k, p in sig.parameters.items() if "Tensor" in str(p.annotation)}
+
+
+def config_params(name: str) -> set[str]:
+    """The parameters of loss ``name`` a config may set (its scalar keyword parameters)."""
+    return set(loss_info(name).defaults) - _tensor_params(name)
+
+
+def check_loss_params(name: str, params: dict[str, Any]) -> None:
+    """Let the loss itself judge ``params`` on a two-token batch, so a bad value (``tau: -1``) fails at
+    config time with the loss's own message, before any run folder exists."""
+    lp = torch.zeros(1, 2)
+    tensors = {k: lp for k in _tensor_params(name) if k in ("proximal_log_prob",)}
+    try:
+        get_policy_loss(name)(lp, lp, torch.ones(1, 2), torch.ones(1, 2, dtype=torch.bool), **tensors, **params)
+    except (TypeError, ValueError) as e:
+        defaults = {k: v for k, v in loss_info(name).defaults.items() if k in config_params(name)}
+        raise ConfigError("loss_params", str(e), hint=f"the defaults of {name!r}: {defaults}") from None
 
 
 @dataclass
@@ -100,12 +176,13 @@ class AlgoSection:
     def validate(self) -> None:
         if self.loss not in available_losses():
             raise ConfigError("loss", f"unknown loss {self.loss!r}; available: {available_losses()}")
-        accepted = set(loss_info(self.loss).defaults)
+        accepted = config_params(self.loss)
         for key in self.loss_params:
             if key not in accepted:
                 raise ConfigError(
                     f"loss_params.{key}", f"loss {self.loss!r} has no parameter {key!r}; it accepts {sorted(accepted)}"
                 )
+        check_loss_params(self.loss, self.loss_params)
         if self.mini_batches < 1:
             raise ConfigError("mini_batches", "must be >= 1 (the paper uses 4)")
         if self.micro_batches < 1:
@@ -153,6 +230,30 @@ class RunSection:
         64, "Tokens per sampled update logged to tokens.csv (ratio, entropy, A) for Fig. 4b; 0 off."
     )
     token_sample_every: int = option(4, "Log a token sample every this many updates.")
+    log_every: int = option(
+        0, "Without a terminal (a pipeline log), print one progress line every this many updates; 0: about 20 a run."
+    )
+
+    def validate(self) -> None:
+        for key, low in (
+            ("total_updates", 1),
+            ("eval_every", 1),
+            ("eval_problems", 1),
+            ("checkpoint_every", 1),
+            ("threads", 1),
+            ("queue_in_memory", 0),
+            ("token_sample", 0),
+            ("token_sample_every", 1),
+            ("log_every", 0),
+        ):
+            value = getattr(self, key)
+            if value < low:
+                hint = f"e.g. --set run.{key}={_run_default(key)} (the default)"
+                raise ConfigError(key, f"must be >= {low}, got {value}", hint=hint)
+
+
+def _run_default(key: str) -> Any:
+    return RunSection.__dataclass_fields__[key].default
 
 
 @dataclass
@@ -166,6 +267,12 @@ class TrainConfig:
     run: RunSection = field(default_factory=RunSection, metadata={"help": "Length, evaluation, checkpoints."})
 
     def validate(self) -> None:
+        if self.model.kind == "tiny" and self.task.dataset is not None:
+            raise ConfigError(
+                "task.dataset",
+                f"the tiny model trains on the arithmetic task only and would ignore {self.task.dataset!r}",
+                hint="set model.kind=hf (with model.hf_path) to train on a dataset, or drop task.dataset",
+            )
         n = self.algo.mini_batches
         for key, value in (
             ("run.total_updates", self.run.total_updates),

@@ -12,6 +12,36 @@ import math
 import sys
 from pathlib import Path
 
+from ..errors import DISK_FULL, UserError, from_os_error
+
+#: (option, smallest allowed value, strict ">" instead of ">=", what to write instead)
+_RANGES = (
+    ("k", 1, False, "e.g. --k 4 (the paper: 16 for AIME, 4 elsewhere)"),
+    ("limit", 1, False, "drop --limit to evaluate every problem"),
+    ("max_new_tokens", 1, False, "e.g. --max-new-tokens 2560"),
+    ("batch_problems", 1, False, "e.g. --batch-problems 8"),
+    ("batch_size", 1, False, "e.g. --batch-size 8"),
+    ("workers", 0, False, "0 uses one per core"),
+    ("threads", 0, False, "0 uses torch's default"),
+    ("tensor_parallel_size", 1, False, "e.g. --tensor-parallel-size 1"),
+    ("timeout", 0, True, "e.g. --timeout 10"),
+    ("temperature", 0, False, "the paper samples at 1.0"),
+    ("top_p", 0, True, "a number in (0, 1]; the paper uses 1.0"),
+)
+
+
+def check_ranges(args: argparse.Namespace) -> None:
+    """Refuse numbers outside their range before anything runs (``--k 0`` never falls back to a default)."""
+    for name, low, strict, fix in _RANGES:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if (value <= low) if strict else (value < low):
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} must be {'>' if strict else '>='} {low}, got {value}", flag, fix)
+    if args.top_p is not None and args.top_p > 1:
+        raise UserError(f"--top-p must be <= 1, got {args.top_p}", "--top-p", "a number in (0, 1]")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -51,6 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .runner import EvalConfig, evaluate
 
+    check_ranges(args)
     backend_kwargs: dict = {}
     if args.backend == "hf":
         backend_kwargs = {
@@ -87,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         sleep_between_batches=args.sleep_between_batches,
     )
-    rows = evaluate(cfg)
+    try:
+        rows = evaluate(cfg)
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        raise from_os_error(e, "free some space, then run the same command again: it continues from its cache") from e
     print((args.out / "summary.md").read_text(), end="")
     bad = sum(int(r["n_timeouts"]) + int(r["n_errors"]) for r in rows if r["benchmark"] != "paper_avg8")
     if bad:

@@ -19,6 +19,7 @@ The model is loaded only if something is left to generate.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import time
@@ -29,6 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..errors import UserError, check_writable
 from .backends import Backend, GenParams, GenRequest, make_backend
 from .grader import GRADER_NAME, grader_version
 from .pool import GradeTask, GradingPool, default_workers, soft_timeout_for
@@ -76,6 +78,8 @@ class Evaluation:
     """One ``m2po eval`` invocation; ``run()`` returns the summary rows."""
 
     def __init__(self, cfg: EvalConfig, spec: SuiteSpec | None = None) -> None:
+        if cfg.k is not None and cfg.k < 1:
+            raise UserError(f"k must be >= 1, got {cfg.k}", "--k", "e.g. --k 4, or leave it out for the suite's k")
         self.cfg = cfg
         self.spec = spec or load_suites(cfg.suites_path)
         p = self.spec.protocol
@@ -133,23 +137,49 @@ class Evaluation:
         except OSError:
             return slug(m)
 
+    def benchmark_files(self) -> dict[str, Path]:
+        """The parquet file of every requested benchmark; a :class:`UserError` for a name that has none."""
+        files: dict[str, Path] = {}
+        for name in self.spec.expand(self.cfg.benchmarks):
+            try:
+                files[name] = find_benchmark_file(self.cfg.data_dir, name, self.spec.resolve(name).aliases)
+            except FileNotFoundError:
+                data = Path(self.cfg.data_dir)
+                present = sorted(d.name for d in data.iterdir() if d.is_dir()) if data.is_dir() else []
+                known = [*self.spec.suites, *self.spec.benchmarks, *present]
+                close = difflib.get_close_matches(name, known, n=1)
+                if close:
+                    fix = f"did you mean {close[0]!r}?"
+                elif name in self.spec.benchmarks:
+                    fix = f"build it with `m2po data build --datasets {name} --out {data}`"
+                else:
+                    fix = f"choose from {', '.join(known)}"
+                raise UserError(f"no data for benchmark {name!r}", data / name / "test.parquet", fix) from None
+        return files
+
     # -- the run -----------------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         out = Path(cfg.out_dir)
+        files = self.benchmark_files()  # everything that can be checked is, before out_dir exists
+        check_writable(out, "make it writable or choose another --out")
+        try:
+            self.fp = self.model_fingerprint()
+        except FileNotFoundError as e:
+            raise UserError(
+                "no such model", cfg.model, "give a model folder, a .gguf file, a checkpoint .pt or tiny:<size>"
+            ) from e
+        except ValueError as e:
+            raise UserError(str(e), cfg.model, "check --model") from e
         out.mkdir(parents=True, exist_ok=True)
-        self.fp = self.model_fingerprint()
         self.model_id = cfg.model_id or (Path(cfg.model).name if not cfg.model.startswith("tiny:") else cfg.model)
         self.genkey = _sha([self.fp, cfg.backend, self.params.to_dict(), self.seed])
         self.gradekey = _sha(self.grader)
-        names = self.spec.expand(cfg.benchmarks)
         records: dict[str, list[dict[str, Any]]] = {}
         ks: dict[str, int] = {}
         try:
-            for name in names:
-                bspec = self.spec.resolve(name)
-                ks[name] = cfg.k or bspec.k
-                path = find_benchmark_file(cfg.data_dir, name, bspec.aliases)
+            for name, path in files.items():
+                ks[name] = self.spec.resolve(name).k if cfg.k is None else cfg.k
                 problems = load_problems(path, name, cfg.limit)
                 records[name] = self._run_benchmark(name, problems, ks[name], out)
                 write_jsonl_atomic(out / "samples" / f"{slug(name)}.jsonl", records[name])

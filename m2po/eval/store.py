@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import os_error_with_path
 from ..fileio import atomic_write_text
 
 
@@ -93,15 +94,21 @@ class JsonlShard:
         if self._f is None:
             self.open()
         assert self._f is not None
-        self._f.write(dumps(record))
-        self._f.flush()
-        if self.fsync:
-            os.fsync(self._f.fileno())
+        try:
+            self._f.write(dumps(record))
+            self._f.flush()
+            if self.fsync:
+                os.fsync(self._f.fileno())
+        except OSError as e:  # a full disk: name the file (a failed write does not)
+            raise os_error_with_path(e, self.path) from None
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
-            self._f = None
+            f, self._f = self._f, None
+            try:
+                f.close()
+            except OSError as e:  # the flush of what a full disk refused
+                raise os_error_with_path(e, self.path) from None
 
 
 def repair_tail(path: Path) -> int:

@@ -39,7 +39,7 @@ if config["engine"] == "tiny":
                 f"--set '{o}'" for o in train_overrides(parse_run_id(wc.run_id), config)
             ),
         shell:
-            "m2po train --out {RES}/runs/{wildcards.run_id} --resume "
+            "m2po train --out {RES}/runs/{wildcards.run_id} --resume auto "
             "--set warm_start.cache_dir={RES}/cache --set run.threads={threads} {params.overrides} > {log} 2>&1"
 
 else:
