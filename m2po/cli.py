@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "train": ("m2po.engine.cli", "Train one run with the embedded engine (tiny model or a HF causal LM)."),
     "data": ("m2po.data.cli", "Build datasets: `m2po data build [--datasets ...] [--offline DIR] --out DIR`."),
     "eval": ("m2po.eval.cli_eval", "Generate k samples per problem, grade them, and report avg@k / pass@k."),
+    "eval-run": ("m2po.eval.cli_stage", "Evaluate a training run's checkpoints (the pipeline's eval stage)."),
     "grade": ("m2po.eval.cli_grade", "Grade a JSONL file of responses with math-verify in isolated workers."),
     "report": ("m2po.analysis.cli_report", "Table 1 and the paper's claims judged on a results tree."),
     "conformance": ("m2po.conformance.cli", "Export test vectors for the losses, or check a loss against them."),

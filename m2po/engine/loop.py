@@ -39,7 +39,7 @@ from ..losses import METRIC_NAMES, get_policy_loss, m2po_mask
 from ..staleness import StalenessSchedule, StaleQueue
 from .progress import TrainProgress
 from .resume import ResumePlan, plan_resume
-from .rundir import CsvLog, record_wall_time, write_manifest
+from .rundir import BestCheckpoint, CsvLog, record_wall_time, write_manifest
 from .setup import build_run
 from .train_config import TrainConfig
 
@@ -137,6 +137,7 @@ class Trainer:
         self.evals_log = CsvLog(self.out / "evals.csv", EVAL_COLUMNS)
         self.tokens_log = CsvLog(self.out / "tokens.csv", TOKEN_COLUMNS)
         self.saved_update = 0  # update of the newest checkpoint on disk
+        self.best = BestCheckpoint(self.out / "checkpoints", self.evals_log)
         if plan is not None and plan.state is not None:
             self._load_checkpoint(plan.state)
             self.saved_update = self.update
@@ -316,6 +317,8 @@ class Trainer:
             "n_problems": len(s),
         }
         self.evals_log.append(row)
+        if self.cfg.model.kind == "tiny":  # a Hugging Face model is too large to keep a second copy of
+            self.best.offer(self.update, acc, self.policy.module.state_dict)
         return row
 
     # -- checkpoints ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 import m2po
 
 from ..errors import os_error_with_path
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_torch_save, atomic_write_bytes
 from ..interrupts import deferred
 
 
@@ -111,3 +112,45 @@ def record_wall_time(out_dir: Path, seconds: float) -> None:
     manifest = json.loads(path.read_text()) if path.exists() else {}
     manifest["wall_seconds"] = round(manifest.get("wall_seconds", 0.0) + seconds, 3)
     atomic_write_bytes(path, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
+
+
+class BestCheckpoint:
+    """``checkpoints/best_model-u<update>.pt``: the model at the run's best evaluation so far (sampled accuracy,
+    first maximum, update 0 — the untrained start — excluded), the checkpoint the paper's selection rule (§6:
+    the best evaluated checkpoint) picks, kept for the evaluation stage (``m2po eval-run``) beside
+    ``final_model.pt``. A new best is written before the previous file is deleted. The best so far is read
+    back from ``evals.csv``, which a resume restores exactly."""
+
+    PATTERN = "best_model-u*.pt"
+
+    def __init__(self, folder: Path, evals: CsvLog) -> None:
+        self.folder = folder
+        self.evals = evals
+        self.best: float | None = None
+        self._read = False
+
+    @staticmethod
+    def path_for(folder: Path, update: int) -> Path:
+        return folder / f"best_model-u{update:06d}.pt"
+
+    def _logged_best(self, rows: int) -> float | None:
+        with self.evals.path.open(newline="") as f:
+            rows_read = [r for i, r in enumerate(csv.DictReader(f)) if i < rows]
+        values = [float(r["sampled_acc"]) for r in rows_read if int(r["update"]) > 0]
+        return max(values, default=None)
+
+    def offer(self, update: int, acc: float, state_dict: Callable[[], dict[str, torch.Tensor]]) -> bool:
+        """Save the model if ``acc`` (just logged as the last row of evals.csv) beats every earlier evaluation."""
+        if update == 0:
+            return False
+        if not self._read:
+            self.best, self._read = self._logged_best(self.evals.rows - 1), True
+        if self.best is not None and acc <= self.best:
+            return False
+        self.best = acc
+        path = self.path_for(self.folder, update)
+        atomic_torch_save(state_dict(), path)
+        for old in self.folder.glob(self.PATTERN):
+            if old != path:
+                old.unlink(missing_ok=True)
+        return True

@@ -11,6 +11,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import DISK_FULL, UserError, from_os_error
 
@@ -47,10 +48,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model", required=True, help="model dir / .gguf (hf, vllm), checkpoint .pt or tiny:<size>[:<seed>]"
     )
-    p.add_argument("--backend", choices=("hf", "vllm", "tiny"), default="hf", help="generation engine (default hf)")
-    p.add_argument("--benchmarks", nargs="+", default=["paper"], help="benchmark or suite names (paper, all, smoke)")
-    p.add_argument("--data", required=True, type=Path, help="directory with <benchmark>/test.parquet")
     p.add_argument("--out", required=True, type=Path, help="output directory (also the resumable cache)")
+    p.add_argument("--model-id", default="", help="name recorded in the records (default: the model's file name)")
+    p.add_argument("--update", type=int, default=None, help="optimizer update of this checkpoint (summary column)")
+    p.add_argument(
+        "--memo",
+        type=Path,
+        default=None,
+        help="folder of the verdict memo shared across evaluations (default: OUT/cache/verdicts; docs/eval.md)",
+    )
+    add_protocol_arguments(p, data_required=True)
+
+
+def add_protocol_arguments(
+    p: argparse.ArgumentParser, backend_default: str | None = "hf", data_required: bool = False
+) -> None:
+    """What is evaluated and how: backend, benchmarks, sampling, grading (shared with ``m2po eval-run``)."""
+    p.add_argument(
+        "--backend",
+        choices=("hf", "vllm", "tiny"),
+        default=backend_default,
+        help=f"generation engine (default {backend_default})",
+    )
+    p.add_argument("--benchmarks", nargs="+", default=["paper"], help="benchmark or suite names (paper, all, smoke)")
+    p.add_argument(
+        "--data", type=Path, required=data_required, help="directory with <benchmark>/test.parquet (`m2po data build`)"
+    )
     p.add_argument("--k", type=int, default=None, help="samples per problem for every benchmark (default: suite's)")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
     p.add_argument("--temperature", type=float, default=None, help="default: suite protocol (1.0)")
@@ -59,29 +82,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="default: suite protocol (0)")
     p.add_argument(
         "--extraction",
-        choices=("boxed", "math_verify", "raw"),
+        choices=("boxed", "math_verify", "raw", "tiny"),
         default=None,
-        help="answer extraction: last \\boxed{} (default), math-verify's own, raw (tiny backend default)",
+        help="answer extraction: last \\boxed{} (default), math-verify's own, raw (the whole response), "
+        "tiny (the tiny task's final answer; the tiny backend's default)",
     )
     p.add_argument("--workers", type=int, default=0, help="grading worker processes (default: one per core)")
     p.add_argument("--timeout", type=float, default=10.0, help="hard wall-clock grading timeout per sample, seconds")
+    p.add_argument("--no-memo", action="store_true", help="grade every sample, without the verdict memo")
     p.add_argument("--batch-problems", type=int, default=8, help="prompts per generation batch (resume granularity)")
     p.add_argument("--batch-size", type=int, default=8, help="hf: sequences per model.generate call")
     p.add_argument("--device", default="cpu", help="hf: torch device")
     p.add_argument("--threads", type=int, default=1, help="hf on CPU: torch threads while generating (0: torch's)")
     p.add_argument("--dtype", default="float32", help="hf: torch dtype; vllm: dtype (default bfloat16 there)")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
-    p.add_argument("--model-id", default="", help="name recorded in the records (default: the model's file name)")
-    p.add_argument("--update", type=int, default=None, help="optimizer update of this checkpoint (summary column)")
     p.add_argument("--suites", default=None, help="suite spec YAML (default: eval/suites.yaml)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     p.add_argument("--sleep-between-batches", type=float, default=0.0, help=argparse.SUPPRESS)  # tests only
 
 
-def run(args: argparse.Namespace) -> int:
-    from .runner import EvalConfig, evaluate
+def eval_config(args: argparse.Namespace, model: str, out: Path, update: int | None, model_id: str = "") -> Any:
+    """The :class:`~m2po.eval.runner.EvalConfig` of parsed protocol arguments, for one model."""
+    from .runner import EvalConfig
 
-    check_ranges(args)
+    if args.data is None:
+        raise UserError("no benchmark data given", "--data", "give the folder `m2po data build` wrote")
     backend_kwargs: dict = {}
     if args.backend == "hf":
         backend_kwargs = {
@@ -94,13 +119,14 @@ def run(args: argparse.Namespace) -> int:
         backend_kwargs = {"tensor_parallel_size": args.tensor_parallel_size}
         if args.dtype != "float32":
             backend_kwargs["dtype"] = args.dtype
-    extraction = args.extraction or ("raw" if args.backend == "tiny" else "boxed")
-    cfg = EvalConfig(
-        model=args.model,
+    extraction = args.extraction or ("tiny" if args.backend == "tiny" else "boxed")
+    memo = None if args.no_memo else (getattr(args, "memo", None) or Path(out) / "cache" / "verdicts")
+    return EvalConfig(
+        model=model,
         backend=args.backend,
         benchmarks=args.benchmarks,
         data_dir=args.data,
-        out_dir=args.out,
+        out_dir=out,
         k=args.k,
         limit=args.limit,
         temperature=args.temperature,
@@ -111,19 +137,32 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         timeout_s=args.timeout,
         batch_problems=args.batch_problems,
-        model_id=args.model_id,
-        update=args.update,
+        model_id=model_id,
+        update=update,
         suites_path=args.suites,
         backend_kwargs=backend_kwargs,
+        memo_dir=memo,
         progress=not args.no_progress,
         sleep_between_batches=args.sleep_between_batches,
     )
+
+
+def retry_hint(e: OSError) -> UserError:
+    """A full disk during an evaluation: one line that says the same command continues from its cache."""
+    return from_os_error(e, "free some space, then run the same command again: it continues from its cache")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import evaluate
+
+    check_ranges(args)
+    cfg = eval_config(args, args.model, args.out, args.update, args.model_id)
     try:
         rows = evaluate(cfg)
     except OSError as e:
         if e.errno not in DISK_FULL:
             raise
-        raise from_os_error(e, "free some space, then run the same command again: it continues from its cache") from e
+        raise retry_hint(e) from e
     print((args.out / "summary.md").read_text(), end="")
     bad = sum(int(r["n_timeouts"]) + int(r["n_errors"]) for r in rows if r["benchmark"] != "paper_avg8")
     if bad:

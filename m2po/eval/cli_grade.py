@@ -75,9 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=10.0, help="hard wall-clock timeout per sample, seconds")
     p.add_argument(
         "--extraction",
-        choices=("boxed", "math_verify", "raw"),
+        choices=("boxed", "math_verify", "raw", "tiny"),
         default="boxed",
-        help="last \\boxed{} (default), math-verify's own extraction, or the raw response",
+        help="last \\boxed{} (default), math-verify's own extraction, the raw response, or the tiny task's answer",
     )
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 

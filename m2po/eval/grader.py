@@ -13,7 +13,9 @@ long C-level computations (e.g. ``9^{9^{9^9}}`` inside sympy/gmpy). So:
 Extraction defaults to the *last* ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces, the
 convention of the paper's prompt ("put your final answer within \\boxed{}"); ``extraction="math_verify"``
 instead lets math-verify's own extractors scan the whole response; ``extraction="raw"`` takes the whole
-response as the answer (the tiny arithmetic task, whose model answers "85" without a box).
+response as the answer; ``extraction="tiny"`` asks the tiny arithmetic task for its final answer
+(:func:`m2po.engine.task.final_answer`, the string its training reward compares), so the evaluation
+follows the task's response format.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from typing import Any
 GRADER_NAME = "math_verify"
 #: the statuses every graded sample carries (contract 4)
 STATUSES = ("correct", "incorrect", "no_answer", "timeout", "error")
-EXTRACTION_MODES = ("boxed", "math_verify", "raw")
+EXTRACTION_MODES = ("boxed", "math_verify", "raw", "tiny")
+#: modes whose extraction is a plain string function of the response (no math-verify): the verdict is then a
+#: function of (extracted answer, ground truth) alone, which is what :mod:`m2po.eval.memo` memoizes
+STRING_EXTRACTION = ("boxed", "raw", "tiny")
 #: an extracted answer longer than this is not an answer but runaway output: status ``error``
 MAX_ANSWER_CHARS = 2000
 #: math-verify's own soft timeout (seconds, whole numbers: it uses signal.alarm)
@@ -105,8 +110,12 @@ def extract_answer(response: str, mode: str = "boxed") -> str | None:
     if mode == "boxed":
         ans = _last_command_arg(response, ("\\boxed", "\\fbox"))
         return ans if ans else None
-    if mode == "raw":  # the whole response is the answer (the tiny arithmetic task: "85")
+    if mode == "raw":  # the whole response is the answer
         return response.strip() or None
+    if mode == "tiny":  # the tiny arithmetic task's own final answer (what its reward compares)
+        from ..engine.task import final_answer
+
+        return final_answer(response)
     if mode == "math_verify":
         parsed = _parse_pred_full(response, _soft_timeout())
         return str(parsed[-1]) if parsed else None
@@ -219,7 +228,7 @@ def grade_one(
             return GradeResult("error", False, None, "response and ground truth must be strings")
         response.encode("utf-8")  # lone surrogates etc.: reject up front, uniformly
         ground_truth.encode("utf-8")
-        if extraction in ("boxed", "raw"):
+        if extraction in STRING_EXTRACTION:
             extracted = extract_answer(response, extraction)
             if extracted is None:
                 return GradeResult("no_answer", False, None)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .grader import DEFAULT_SOFT_TIMEOUT_S, GradeResult, extract_answer, grade_one
+from .grader import DEFAULT_SOFT_TIMEOUT_S, STRING_EXTRACTION, GradeResult, extract_answer, grade_one
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -287,7 +287,7 @@ class GradingPool:
         self._workers[i].kill()
         self._workers[i] = self._new_worker()
         extracted = None
-        if self.extraction in ("boxed", "raw"):
+        if self.extraction in STRING_EXTRACTION:
             try:
                 extracted = extract_answer(task.response, self.extraction)
             except Exception:

@@ -10,6 +10,10 @@ Layout of ``out_dir`` (everything derived is rebuilt on each run; only ``cache/`
 - ``samples/<benchmark>.jsonl``: the per-sample records of contract 4 (written atomically at the end).
 - ``summary.csv``, ``summary.md``, ``pass_at_k.csv``, ``run.json`` (settings, provenance, counts).
 
+With ``memo_dir`` set (:mod:`m2po.eval.memo`), a sample whose answer is a string extraction is looked up
+by (extracted answer, ground truth) first, and only unseen pairs go to the grading pool; a sample
+without an extractable answer is ``no_answer`` without a worker. Its grade record says ``memo: true``.
+
 A record is reused only if it matches the current problem (prompt hash for generations; ground truth
 and response hash for grades). Work is done in batches of ``batch_problems`` prompts: generate, append
 each sample, then grade every generated-but-ungraded sample and append each verdict; so a SIGKILL
@@ -32,7 +36,8 @@ from tqdm import tqdm
 
 from ..errors import UserError, check_writable
 from .backends import Backend, GenParams, GenRequest, make_backend
-from .grader import GRADER_NAME, grader_version
+from .grader import GRADER_NAME, MAX_ANSWER_CHARS, STRING_EXTRACTION, GradeResult, extract_answer, grader_version
+from .memo import MEMO_STATUSES, VerdictMemo
 from .pool import GradeTask, GradingPool, default_workers, soft_timeout_for
 from .problems import Problem, find_benchmark_file, load_problems, slug
 from .report import summaries_from_records, write_tables
@@ -62,6 +67,7 @@ class EvalConfig:
     suites_path: str | None = None
     n_boot: int = 2000
     backend_kwargs: dict[str, Any] = field(default_factory=dict)
+    memo_dir: Path | None = None  # the verdict memo's folder (m2po.eval.memo); None: grade every sample
     progress: bool = True
     sleep_between_batches: float = 0.0  # testing aid: widens the window to interrupt a run
 
@@ -98,6 +104,9 @@ class Evaluation:
         }
         self._backend: Backend | None = None
         self._pool: GradingPool | None = None
+        self.memo: VerdictMemo | None = None
+        if cfg.memo_dir is not None and cfg.extraction in STRING_EXTRACTION:
+            self.memo = VerdictMemo(cfg.memo_dir, {**self.grader, "soft_timeout_s": soft_timeout_for(cfg.timeout_s)})
         self.counts: dict[str, dict[str, int]] = {}
 
     # -- lazily built resources --------------------------------------------------------------------------
@@ -186,6 +195,8 @@ class Evaluation:
         finally:
             if self._pool is not None:
                 self._pool.close()
+            if self.memo is not None:
+                self.memo.close()
         rows, curves = summaries_from_records(records, ks, self.spec, cfg.update, cfg.n_boot, self.seed)
         write_tables(out, rows, curves, self.spec, title=f"{self.model_id} ({cfg.backend})")
         self._write_run_json(out, rows, ks)
@@ -212,7 +223,13 @@ class Evaluation:
                 and r.get("response_sha") == _sha(g["response"])
             ):
                 grades[key] = r
-        counts = {"cached_generations": len(gens), "cached_grades": len(grades), "generated": 0, "graded": 0}
+        counts = {
+            "cached_generations": len(gens),
+            "cached_grades": len(grades),
+            "generated": 0,
+            "graded": 0,  # new verdicts: by the pool, from the memo, or no_answer
+            "graded_by_pool": 0,
+        }
         self.counts[name] = counts
         todo = [(p, [i for i in range(k) if (p.problem_id, i) not in gens]) for p in problems]
         todo = [(p, idx) for p, idx in todo if idx]
@@ -265,28 +282,86 @@ class Evaluation:
         pending = [key for key in gens if key not in grades]
         if not pending:
             return
-        tasks = [GradeTask(key, gens[key]["response"], by_id[key[0]].ground_truth) for key in pending]
+        tasks: list[GradeTask] = []
+        twins: dict[Any, list[GradeTask]] = {}  # a memo miss graded once, its twins (same pair) reuse the verdict
+        first_of: dict[tuple[str, str], GradeTask] = {}
+        for key in pending:
+            task = GradeTask(key, gens[key]["response"], by_id[key[0]].ground_truth)
+            known, pair = self._known_verdict(task)
+            if known is not None:
+                self._keep_grade(task, known, shard, grades, counts, from_memo=True)
+            elif pair is not None and pair in first_of:
+                twins[first_of[pair].key].append(task)
+            else:
+                tasks.append(task)
+                if pair is not None:
+                    first_of[pair], twins[key] = task, []
+        again: list[GradeTask] = []
         bar = tqdm(total=len(tasks), desc=f"{name}: grade", unit="sample", leave=False, disable=not self.cfg.progress)
-        for task, res in self.pool().imap(tasks):
-            pid, i = task.key
-            rec = {
-                "problem_id": pid,
-                "sample_idx": i,
-                "status": res.status,
-                "correct": res.correct,
-                "extracted": res.extracted,
-                "detail": res.detail,
-                "ground_truth": task.ground_truth,
-                "response_sha": _sha(task.response),
-                **self.grader,
-                "run_id": self.run_id,
-                "t": time.time(),
-            }
-            shard.append(rec)
-            grades[task.key] = rec
-            counts["graded"] += 1
+        for task, res in self.pool().imap(tasks) if tasks else ():
+            self._keep_grade(task, res, shard, grades, counts, from_memo=False)
+            counts["graded_by_pool"] += 1
+            if res.status in MEMO_STATUSES:
+                if self.memo is not None and res.extracted is not None:
+                    self.memo.put(res.extracted, task.ground_truth, res.status)
+                for twin in twins.get(task.key, []):
+                    self._keep_grade(twin, res, shard, grades, counts, from_memo=True)
+            else:  # a timeout or an error says nothing about the pair: its twins are graded on their own
+                again += twins.get(task.key, [])
             bar.update(1)
+        for task, res in self.pool().imap(again) if again else ():
+            self._keep_grade(task, res, shard, grades, counts, from_memo=False)
+            counts["graded_by_pool"] += 1
         bar.close()
+
+    def _known_verdict(self, task: GradeTask) -> tuple[GradeResult | None, tuple[str, str] | None]:
+        """``(verdict, pair)`` without a grading worker: ``no_answer`` when nothing is extractable, else the
+        memo's verdict of ``pair`` = (extracted answer, ground truth); ``(None, pair)`` on a memo miss, and
+        ``(None, None)`` when the pool must grade it alone (no memo, invalid unicode, a runaway answer)."""
+        if self.memo is None:
+            return None, None
+        try:
+            task.response.encode("utf-8")
+            task.ground_truth.encode("utf-8")
+        except UnicodeEncodeError:
+            return None, None  # the worker reports it as an error, with its reason
+        extracted = extract_answer(task.response, self.cfg.extraction)
+        if extracted is None:
+            return GradeResult("no_answer", False, None), None
+        if len(extracted) > MAX_ANSWER_CHARS:
+            return None, None
+        status = self.memo.get(extracted, task.ground_truth)
+        if status is None:
+            return None, (extracted, task.ground_truth)
+        return GradeResult(status, status == "correct", extracted), None
+
+    def _keep_grade(
+        self,
+        task: GradeTask,
+        res: GradeResult,
+        shard: JsonlShard,
+        grades: dict[tuple[str, int], dict[str, Any]],
+        counts: dict[str, int],
+        from_memo: bool,
+    ) -> None:
+        pid, i = task.key
+        rec = {
+            "problem_id": pid,
+            "sample_idx": i,
+            "status": res.status,
+            "correct": res.correct,
+            "extracted": res.extracted,
+            "detail": res.detail,
+            "ground_truth": task.ground_truth,
+            "response_sha": _sha(task.response),
+            **self.grader,
+            "memo": from_memo,
+            "run_id": self.run_id,
+            "t": time.time(),
+        }
+        shard.append(rec)
+        grades[task.key] = rec
+        counts["graded"] += 1
 
     def _record(self, name: str, p: Problem, gen: dict[str, Any], grade: dict[str, Any]) -> dict[str, Any]:
         """The per-sample record of contract 4 (plus model, ground truth and provenance details)."""
@@ -325,6 +400,7 @@ class Evaluation:
             "grading": {**self.grader, "soft_timeout_s": soft_timeout_for(self.cfg.timeout_s)},
             "counts": self.counts,
             "pool": {"killed": self._pool.n_killed, "crashed": self._pool.n_crashed} if self._pool else None,
+            "memo": {"path": str(self.memo.path), **self.memo.stats()} if self.memo else None,
             "summary": [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows],
             "cache_keys": {"generation": self.genkey, "grading": self.gradekey},
         }

@@ -18,6 +18,7 @@ for _fig in FIGURES:
             expand(f"{RES}/runs/{{run_id}}/updates.csv", run_id=RUN_IDS),
             expand(f"{RES}/runs/{{run_id}}/evals.csv", run_id=RUN_IDS),
             expand(f"{RES}/runs/{{run_id}}/tokens.csv", run_id=RUN_IDS),
+            expand(f"{RES}/runs/{{run_id}}/benchmarks.csv", run_id=RUN_IDS),
             script=f"figures/{_fig}.py",
             shared=["figures/style.py", "figures/common.py", "figures/paper_values.yaml"],
         output:

@@ -11,11 +11,16 @@ Model sources, in the order they are tried:
 The prompt fed to the model is the content of the last user message, encoded with
 ``CharTokenizer.encode_prompt`` (the tiny task's rows carry the bare question there). Characters
 outside the model's vocabulary are an error: silently dropping them would grade a different
-question. Responses are bare answers ("85"): grade them with ``extraction="raw"``.
+question. The task's final answer is read by ``extraction="tiny"`` (:func:`m2po.engine.task.final_answer`).
+
+Sampling: every row of one ``generate`` call is drawn in one batch (a ~0.1M-parameter model is cheap per
+row and expensive per call), from one generator seeded by all the requests' seeds: the same call always
+draws the same samples, and a call with other requests draws others (like the ``hf`` backend).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -118,26 +123,26 @@ class TinyBackend:
             torch.set_num_threads(threads)
 
     def _generate(self, requests: list[GenRequest], params: GenParams) -> list[list[str]]:
-        out: list[list[str]] = []
-        for req in requests:  # one seeded generator per request: its samples do not depend on batching
-            prompt = self._encode(req.messages)
-            room = self.model.config.max_len - len(prompt)
-            if room < 1:
-                raise ValueError(
-                    f"prompt of {len(prompt)} tokens leaves no room in max_len={self.model.config.max_len}"
-                )
-            gen = torch.Generator().manual_seed(req.seed)
-            texts: list[str] = []
-            while len(texts) < req.n:
-                rows = min(self.batch_rows, req.n - len(texts))
-                roll = sample(
-                    self.model,
-                    [prompt] * rows,
-                    min(params.max_new_tokens, room),
-                    temperature=params.temperature,
-                    generator=gen,
-                    tokenizer=self.tokenizer,
-                )
-                texts += roll.response_texts
-            out.append(texts)
+        prompts = [self._encode(req.messages) for req in requests]
+        room = self.model.config.max_len - max(len(p) for p in prompts)
+        if room < 1:
+            longest = max(len(p) for p in prompts)
+            raise ValueError(f"prompt of {longest} tokens leaves no room in max_len={self.model.config.max_len}")
+        rows = [i for i, req in enumerate(requests) for _ in range(req.n)]
+        gen = torch.Generator().manual_seed(
+            int(hashlib.sha256(repr([r.seed for r in requests]).encode()).hexdigest()[:15], 16)
+        )
+        out: list[list[str]] = [[] for _ in requests]
+        for lo in range(0, len(rows), self.batch_rows):
+            chunk = rows[lo : lo + self.batch_rows]
+            roll = sample(
+                self.model,
+                [prompts[i] for i in chunk],
+                min(params.max_new_tokens, room),
+                temperature=params.temperature,
+                generator=gen,
+                tokenizer=self.tokenizer,
+            )
+            for i, text in zip(chunk, roll.response_texts, strict=True):
+                out[i].append(text)
         return out

@@ -1,0 +1,90 @@
+"""``m2po eval-run``: the pipeline's evaluation stage for one training run -> ``<run>/benchmarks.csv``.
+
+    m2po eval-run --run results/tiny/runs/<id> --backend tiny --benchmarks tiny_arith --data results/tiny/data
+    m2po eval-run --run results/paper/runs/<id> --step 50 --backend vllm --data results/paper/data [--top-p 0.7]
+    m2po eval-run --run results/paper/runs/<id> --collect        # gather what the --step jobs evaluated
+    m2po eval-run --run RUN --list                               # the run's checkpoints and their updates
+
+Every checkpoint the run saved (``--every N``: every N-th and the last; ``--step``: those verl global
+steps) is evaluated into ``<run>/eval/<checkpoint>/`` like ``m2po eval`` (the same protocol options,
+resumable caches), then ``benchmarks.csv`` is written from every finished checkpoint (docs/eval.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import DISK_FULL, UserError
+from .cli_eval import add_protocol_arguments, check_ranges, eval_config, retry_hint
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, type=Path, help="the run directory (results/<profile>/runs/<run_id>)")
+    p.add_argument("--every", type=int, default=1, help="evaluate every N-th checkpoint (the last always)")
+    p.add_argument("--step", type=int, nargs="+", help="verl: only these global steps (global_step_<N>)")
+    p.add_argument("--collect", action="store_true", help="only write benchmarks.csv from what was evaluated")
+    p.add_argument("--list", action="store_true", help="print the run's checkpoints and exit")
+    p.add_argument(
+        "--memo",
+        type=Path,
+        default=None,
+        help="folder of the verdict memo (default: RUN/eval/verdicts; the tiny pipeline shares one across runs)",
+    )
+    p.add_argument(
+        "--merge-dir",
+        type=Path,
+        default=None,
+        help="verl: where verl's merger writes the Hugging Face model (default: RUN/eval/<checkpoint>/); "
+        "it is deleted once graded",
+    )
+    add_protocol_arguments(p, backend_default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .stage import collect, evaluate_checkpoint, every_nth, find_checkpoints, run_response_length
+
+    run_dir: Path = args.run
+    if not run_dir.is_dir():
+        raise UserError("no such run directory", run_dir, "give results/<profile>/runs/<run_id>")
+    ckpts = find_checkpoints(run_dir)
+    if args.list:
+        for c in ckpts:
+            print(f"{c.name}\tupdate {c.update}\t{c.kind}\t{c.path}")
+        return 0
+    if args.collect:
+        print(f"wrote {collect(run_dir)}")
+        return 0
+    if args.backend is None:
+        raise UserError("no backend given", "--backend", "tiny (tiny engine), vllm (GPU) or hf (CPU)")
+    check_ranges(args)
+    if args.step:
+        wanted = {f"global_step_{n}" for n in args.step}
+        missing = sorted(wanted - {c.name for c in ckpts})
+        if missing:
+            raise UserError(f"no checkpoint {', '.join(missing)}", run_dir / "checkpoints", "did the training finish?")
+        ckpts = [c for c in ckpts if c.name in wanted]
+    else:
+        ckpts = every_nth(ckpts, args.every)
+    if not ckpts:
+        raise UserError("no checkpoint to evaluate", run_dir / "checkpoints", "train the run first")
+    args.memo = args.memo or run_dir / "eval" / "verdicts"
+    if args.backend == "tiny" and args.max_new_tokens is None:
+        args.max_new_tokens = run_response_length(run_dir)
+
+    def make_config(model: str, out: Path, update: int):
+        return eval_config(args, model, out, update)
+
+    try:
+        for c in ckpts:
+            rows = evaluate_checkpoint(run_dir, c, make_config, args.merge_dir)
+            summary = ", ".join(f"{r['benchmark']} {100 * float(r['avg_at_k']):.1f}%" for r in rows)
+            print(f"{run_dir.name} {c.name} (update {c.update}): {summary}", file=sys.stderr)
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        raise retry_hint(e) from e
+    if not args.step:
+        print(f"wrote {collect(run_dir)}")
+    return 0

@@ -1,0 +1,106 @@
+# The evaluation stage (`m2po eval-run`, docs/eval.md): every training run's checkpoints graded on the
+# benchmarks with math-verify -> runs/<run_id>/benchmarks.csv, one row per (checkpoint update, benchmark),
+# which Table 1, the accuracy curves and the claims read. Between training (train.smk) and the figures.
+# Settings: the `eval:` section of workflow/config/<profile>.yaml (all optional).
+from m2po.eval.stage import planned_verl_steps
+
+EVAL = config.get("eval") or {}
+
+
+wildcard_constraints:
+    step=r"\d+",
+
+
+def eval_protocol():
+    """The `m2po eval-run` options of the config's eval section (benchmarks, k, sampling)."""
+    default = ["tiny_arith"] if config["engine"] == "tiny" else ["paper"]
+    opts = ["--benchmarks " + " ".join(EVAL.get("benchmarks") or default)]
+    for key, flag in (("k", "--k"), ("temperature", "--temperature"), ("top_p", "--top-p")):
+        if EVAL.get(key) is not None:
+            opts.append(f"{flag} {EVAL[key]}")
+    return " ".join(opts)
+
+
+if config["engine"] == "tiny":
+
+    # One job per run, in-process on a CPU: the run's best checkpoint (the paper's selection rule applied to
+    # its in-training evaluations) and its final one, on the full held-out set with k samples per problem.
+    # Verdicts are memoized across runs in cache/verdicts (m2po.eval.memo).
+    rule eval:
+        input:
+            updates=f"{RES}/runs/{{run_id}}/updates.csv",
+            evals=f"{RES}/runs/{{run_id}}/evals.csv",
+            data=f"{RES}/data/manifest.done",
+        output:
+            f"{RES}/runs/{{run_id}}/benchmarks.csv",
+        log:
+            f"{RES}/logs/eval/{{run_id}}.log",
+        benchmark:
+            f"{RES}/benchmarks/eval/{{run_id}}.tsv"
+        threads: 1
+        resources:
+            mem_mb=1000,
+        params:
+            protocol=eval_protocol(),
+        shell:
+            "m2po eval-run --run {RES}/runs/{wildcards.run_id} --backend tiny --data {RES}/data {params.protocol} "
+            "--memo {RES}/cache/verdicts --workers 1 --no-progress > {log} 2>&1"
+
+else:
+
+    def eval_steps(run_id):
+        """The global steps whose checkpoints a run saves (every trainer.save_freq = 50 steps and the last),
+        every `eval.every`-th of them: the known schedule, so that a dry run lists every eval job."""
+        return planned_verl_steps(parse_run_id(run_id).staleness, int(EVAL.get("every", 1)))
+
+    def eval_gpus(wc):
+        """GPUs of one eval job (vLLM tensor parallel): eval.model_gpus[<model>], else eval.gpus (1)."""
+        model = parse_run_id(wc.run_id).model
+        return int((EVAL.get("model_gpus") or {}).get(model) or EVAL.get("gpus", 1))
+
+    def eval_response_length(wc):
+        """The model's response length (data.max_response_length of workflow/verl/m2po_model/<model>.yaml)."""
+        from pathlib import Path
+
+        import yaml
+
+        models = Path(workflow.main_snakefile).parent / "workflow" / "verl" / "m2po_model"
+        group = yaml.safe_load((models / f"{parse_run_id(wc.run_id).model.lower()}.yaml").read_text()) or {}
+        return int((group.get("data") or {}).get("max_response_length", 2560))
+
+    # One GPU job per checkpoint: verl's model merger -> vLLM on the eight benchmarks -> graded -> merged
+    # weights deleted. A re-run evaluates only the checkpoints (and, within one, the samples) still missing.
+    rule eval:
+        input:
+            updates=f"{RES}/runs/{{run_id}}/updates.csv",
+            data=f"{RES}/data/manifest.done",
+        output:
+            f"{RES}/runs/{{run_id}}/eval/global_step_{{step}}/benchmarks.csv",
+        log:
+            f"{RES}/logs/eval/{{run_id}}/global_step_{{step}}.log",
+        benchmark:
+            f"{RES}/benchmarks/eval/{{run_id}}/global_step_{{step}}.tsv"
+        threads: 16
+        resources:
+            gpus=eval_gpus,
+            runtime=int(EVAL.get("runtime", 360)),
+        params:
+            protocol=eval_protocol(),
+            max_new_tokens=eval_response_length,
+        shell:
+            "m2po eval-run --run {RES}/runs/{wildcards.run_id} --step {wildcards.step} --backend vllm "
+            "--data {RES}/data --tensor-parallel-size {resources.gpus} --max-new-tokens {params.max_new_tokens} "
+            "{params.protocol} --no-progress > {log} 2>&1"
+
+    rule benchmarks:
+        input:
+            lambda wc: [
+                f"{RES}/runs/{wc.run_id}/eval/global_step_{n}/benchmarks.csv" for n in eval_steps(wc.run_id)
+            ],
+        output:
+            f"{RES}/runs/{{run_id}}/benchmarks.csv",
+        log:
+            f"{RES}/logs/eval/{{run_id}}/collect.log",
+        localrule: True
+        shell:
+            "m2po eval-run --run {RES}/runs/{wildcards.run_id} --collect > {log} 2>&1"
