@@ -151,7 +151,7 @@ def load(args: argparse.Namespace) -> Ctx:
     if stale is None:
         levels = [int(s) for s in tables.updates["staleness"].unique() if int(s) > 0]
         stale = max(levels) if levels else 0
-    acc = accuracy(tables.evals)
+    acc = accuracy(tables.evals, tables.benchmarks)
     acc[["acc", "acc_se"]] = acc[["acc", "acc_se"]].astype(float) * 100  # percent, like Table 1 and the report
     return Ctx(args, tables, acc, models, stale)
 

@@ -2,18 +2,22 @@
 
 Conventions (used by every figure, table and claim):
 
-* **Accuracy** of one evaluation: the tiny engine's ``sampled_acc`` (one sample per held-out problem
-  at temperature 1); for the paper profile the unweighted mean of the eight benchmarks' ``avg_at_k``
-  (the ``paper_avg8`` row when the evaluator wrote one; otherwise the mean of the paper benchmarks
-  present, ``n_benchmarks`` says how many). Fractions in [0, 1] (percent inputs are divided by 100).
-  Its own s.e.: ``sampled_acc_se``, or the 95 % CI half-width / 1.96.
+* **Accuracy** of one evaluation. Where the evaluation stage graded a checkpoint (``benchmarks.csv``):
+  its "Avg", the unweighted mean of the benchmarks' ``avg_at_k`` — the paper's eight when they were
+  evaluated (the tiny study's one held-out set otherwise; ``n_benchmarks`` says how many) — with s.e.
+  √(Σ se²) / n (benchmarks are independent samples) and a 95 % interval ± 1.96 s.e. (one benchmark: its
+  own bootstrap CI); ``source = "eval_stage"``. Elsewhere the in-training evaluation (``evals.csv``,
+  ``source = "training"``): the tiny engine's ``sampled_acc`` (one sample per held-out problem at
+  temperature 1), or verl's validation (the mean of the paper benchmarks present). Fractions in [0, 1]
+  (percent inputs are divided by 100). Its own s.e.: ``sampled_acc_se``, or the 95 % CI half-width / 1.96.
 * **Band over seeds**: mean ± one standard error of the mean across seeds (sample std, ddof = 1, over
   √n); a single seed has no band.
 * **Smoothing** (noisy per-update metrics only, never accuracy): a centred rolling mean over
   ``window`` consecutive updates within each run, ``min_periods = 1`` (no lag, ends use fewer points).
 * **Peak / final accuracy** of a run: its best / last evaluation (the paper reports the best
-  checkpoint). A cell (model, method, s, τ) reports the mean over seeds and the s.e.
-  max(seed s.e., evaluation s.e. / √n), so one seed still carries its evaluation noise.
+  checkpoint), among the evaluation stage's checkpoints when the stage graded the run. A cell (model,
+  method, s, τ) reports the mean over seeds and the s.e. max(seed s.e., evaluation s.e. / √n), so one seed
+  still carries its evaluation noise.
 * **Steady-state mean** of a per-update metric (clipping ratio, M2, KL): the mean over the updates
   ``update ≥ s`` of a run at staleness ``s`` (before that the queue holds warm-up batches of
   growing age); its s.e. for one seed is the per-update std / √count.
@@ -56,9 +60,53 @@ def paper_benchmarks() -> dict[str, str]:
     return {alias: name for name, aliases in table.items() for alias in (name, *aliases)}
 
 
-def accuracy(evals: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, evaluation update): ``acc``, ``acc_se``, ``n_benchmarks`` plus the metadata."""
-    cols = [*META_COLUMNS, "update", "acc", "acc_se", "n_benchmarks"]
+ACC_COLUMNS = [*META_COLUMNS, "update", "acc", "acc_se", "acc_lo", "acc_hi", "n_benchmarks", "source"]
+
+
+def accuracy(evals: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (run, evaluation update): ``acc``, ``acc_se``, ``acc_lo``/``acc_hi`` (95 %), ``n_benchmarks``,
+    ``source`` plus the metadata. The evaluation stage's Avg (``benchmarks``) replaces the in-training
+    evaluation at every update the stage graded (module docstring)."""
+    train = _training_accuracy(evals)
+    stage = stage_accuracy(benchmarks) if benchmarks is not None else pd.DataFrame(columns=ACC_COLUMNS)
+    stage = stage[stage["acc"].notna()]
+    if stage.empty:
+        return train
+    graded = set(zip(stage["run_id"], stage["update"].astype(int), strict=True))
+    keep = [(r, int(u)) not in graded for r, u in zip(train["run_id"], train["update"], strict=True)]
+    parts = [df for df in (train[keep], stage) if len(df)]
+    acc = pd.concat(parts, ignore_index=True)
+    return acc[ACC_COLUMNS].sort_values(["run_id", "update"]).reset_index(drop=True)
+
+
+def stage_accuracy(benchmarks: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, checkpoint update) of the evaluation stage's ``benchmarks.csv``: the Avg (module docstring)."""
+    if benchmarks.empty or "avg_at_k" not in benchmarks.columns:
+        return pd.DataFrame(columns=ACC_COLUMNS)
+    names = paper_benchmarks()
+    keys = [*META_COLUMNS, "update"]
+    rows = []
+    for key, grp in benchmarks.groupby(keys, dropna=False):
+        grp = grp.drop_duplicates("benchmark", keep="last")
+        paper = grp["benchmark"].astype(str).str.lower().map(names).notna()
+        members = grp[paper] if paper.any() else grp
+        n = len(members)
+        acc = float(members["avg_at_k"].mean())
+        if n == 1:
+            m = members.iloc[0]
+            se, lo, hi = float(m["se"]), float(m["ci_low"]), float(m["ci_high"])
+        else:
+            se = math.sqrt(float((members["se"] ** 2).sum())) / n
+            lo, hi = acc - 1.96 * se, acc + 1.96 * se
+        row = dict(zip(keys, key, strict=True))
+        row.update(acc=acc, acc_se=se, acc_lo=lo, acc_hi=hi, n_benchmarks=n, source="eval_stage")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=ACC_COLUMNS)
+
+
+def _training_accuracy(evals: pd.DataFrame) -> pd.DataFrame:
+    """The in-training evaluations (``evals.csv``) as accuracy rows (``source = "training"``)."""
+    cols = ACC_COLUMNS
     if evals.empty:
         return pd.DataFrame(columns=cols)
     keys = [*META_COLUMNS, "update"]
@@ -78,6 +126,8 @@ def accuracy(evals: pd.DataFrame) -> pd.DataFrame:
     if not out:
         return pd.DataFrame(columns=cols)
     acc = pd.concat(out, ignore_index=True)
+    acc["acc_lo"], acc["acc_hi"] = acc["acc"] - 1.96 * acc["acc_se"], acc["acc"] + 1.96 * acc["acc_se"]
+    acc["source"] = "training"
     return acc[cols].sort_values(["run_id", "update"]).reset_index(drop=True)
 
 
@@ -154,14 +204,17 @@ def seed_band(df: pd.DataFrame, value: str, x: str = "update") -> pd.DataFrame:
 
 def per_run_accuracy(acc: pd.DataFrame) -> pd.DataFrame:
     """Per run: ``acc0`` (first eval), ``peak``/``peak_update``/``peak_se`` (best eval), ``final``/``final_update``/
-    ``final_se`` (last eval) and ``n_evals``."""
+    ``final_se`` (last eval) and ``n_evals`` (evaluations compared); peak and final among the evaluation
+    stage's checkpoints when it graded the run (``source``), else among all evaluations."""
     rows = []
-    for run_id, grp in acc.dropna(subset=["acc"]).sort_values("update").groupby("run_id"):
+    for run_id, every in acc.dropna(subset=["acc"]).sort_values("update").groupby("run_id"):
+        staged = every[every["source"] == "eval_stage"] if "source" in every.columns else every.iloc[:0]
+        grp = staged if len(staged) else every  # the best checkpoint among those the stage graded
         i_peak = grp["acc"].idxmax()
         last = grp.iloc[-1]
         row = {c: grp.iloc[0][c] for c in META_COLUMNS}
         row.update(
-            acc0=float(grp.iloc[0]["acc"]),
+            acc0=float(every.iloc[0]["acc"]),
             peak=float(grp.loc[i_peak, "acc"]),
             peak_update=int(grp.loc[i_peak, "update"]),
             peak_se=float(grp.loc[i_peak, "acc_se"]),

@@ -16,7 +16,7 @@ class Cells:
 
     def __init__(self, tables: RunTables, seeds: list[int] | None = None) -> None:
         self.tables = tables
-        self.acc_table = accuracy(tables.evals)
+        self.acc_table = accuracy(tables.evals, tables.benchmarks)
         self.per_run = per_run_accuracy(self.acc_table)
         self.seeds = seeds
         self.max_update = int(tables.updates["update"].max()) + 1 if len(tables.updates) else 0

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import DISK_FULL, NOT_WRITABLE, UserError, check_writable
 from ..fileio import atomic_write_text
 from .aggregate import order_models
+from .benchmarks import stage_table1, write_benchmark_table
 from .cells import Cells
 from .claims import Rules, claims_frame, judge_claims
 from .findings import SENTENCES
@@ -29,7 +30,7 @@ from .html import to_html
 from .paper import FIGURES_DIR, paper_values
 from .runs import load_runs, scan_runs
 from .sections import anchor, claims_markdown, contents_markdown, inventory_markdown, verdict_markdown
-from .table1 import build_table1, table1_markdown, write_table1
+from .table1 import LABELS, build_table1, table1_cells, table1_markdown, write_table1
 
 log = logging.getLogger("m2po.analysis")
 
@@ -159,7 +160,10 @@ def build_report(
     codes = make_figures(runs, fig_dir, stale, models, seeds, figures_src) if figures and models else {}
     cells = Cells(tables, seeds)
     t1 = build_table1(tables, stale, models, seeds)
-    write_table1(t1, fig_dir, stale)
+    bench, stage = stage_table1(tables, table1_cells(stale), LABELS, models=models, seeds=seeds)
+    if stage:
+        write_benchmark_table(bench, fig_dir)
+    write_table1(t1, fig_dir, stale, stage)
     verdicts = judge_claims(tables, stale, models, seeds, rules)
     atomic_write_text(root / "claims.csv", claims_frame(verdicts).to_csv(index=False))
 
@@ -178,8 +182,11 @@ def build_report(
         anchor("table-1"),
         "## Table 1",
         "",
+        *([stage, ""] if stage else []),
         table1_markdown(t1, stale),
-        "Tidy numbers: `figures/table1.csv` beside this report.",
+        "Tidy numbers: `figures/table1.csv`"
+        + (" and `figures/table1_benchmarks.csv`" if stage else "")
+        + " beside this report.",
         "",
         anchor("figures"),
         "## Figures",
@@ -212,8 +219,11 @@ def build_report(
         f"{', '.join(models)}{'; seeds ' + ', '.join(map(str, seeds)) if seeds else ''}. Paper: "
         'Zheng, Zhao, Chen, "Prosperity before Collapse", arXiv 2510.01161.',
         "",
-        "Accuracy is the held-out accuracy of one evaluation, in percent throughout (tiny engine: sampled at "
-        "temperature 1; paper profile: the 8-benchmark Avg); differences are in percentage points. Curves and "
+        "Accuracy is the held-out accuracy of one evaluation, in percent throughout: the evaluation stage's Avg "
+        "where it graded the checkpoint (`benchmarks.csv`: the 8-benchmark Avg in the paper profile, the held-out "
+        "set in the tiny one; peak and final then come from the graded checkpoints), else the in-training "
+        "evaluation (tiny engine: one sample per problem at temperature 1); differences are in percentage points. "
+        "Curves and "
         "bars show the mean over seeds with a ± 1 s.e. band; per-update metrics are smoothed with a centred "
         "rolling mean; peak = best evaluation of a run, final = last.",
         "",

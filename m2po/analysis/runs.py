@@ -1,9 +1,10 @@
 """Load a results tree of run directories (ARCHITECTURE.md contract 2) into tidy pandas frames.
 
 A run directory is ``<runs_dir>/<run_id>/`` with ``config.yaml``, ``manifest.json``, ``updates.csv``,
-``evals.csv`` and (tiny engine) ``tokens.csv``. ``run_id = <model>-<method>-s<staleness>-seed<seed>``
-plus ``-tau<τ>`` when τ is swept; it is parsed from the right because model names contain dots and
-dashes (``Qwen2.5-Math-7B-m2po_released-s256-seed1-tau0.08``).
+``evals.csv``, (tiny engine) ``tokens.csv`` and, once the evaluation stage has run, ``benchmarks.csv``
+(one row per checkpoint update and benchmark, :data:`m2po.eval.stage.BENCHMARK_COLUMNS`).
+``run_id = <model>-<method>-s<staleness>-seed<seed>`` plus ``-tau<τ>`` when τ is swept; it is parsed from
+the right because model names contain dots and dashes (``Qwen2.5-Math-7B-m2po_released-s256-seed1-tau0.08``).
 
 Robustness: a directory whose name does not parse, or whose ``updates.csv`` is missing, empty or
 unreadable, is skipped with a warning naming it. A run with fewer updates than its config asked for
@@ -59,11 +60,13 @@ class RunMeta:
 
 
 class RunTables(NamedTuple):
-    """The three tidy tables of a results tree, each with the ``META_COLUMNS`` first."""
+    """The tidy tables of a results tree, each with the ``META_COLUMNS`` first (``benchmarks``: the evaluation
+    stage's, empty where it has not run)."""
 
     updates: pd.DataFrame
     evals: pd.DataFrame
     tokens: pd.DataFrame
+    benchmarks: pd.DataFrame = pd.DataFrame(columns=META_COLUMNS)
 
 
 def parse_run_id(run_id: str) -> RunMeta:
@@ -101,6 +104,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+#: text columns of the logs (every other column is numeric)
+TEXT_COLUMNS = ("benchmark", "grader", "grader_version", "extraction", "backend", "checkpoint")
+
+
 def _read_csv(path: Path) -> pd.DataFrame | None:
     """A log CSV with numeric columns coerced; rows cut off mid-write dropped. None if absent/unreadable."""
     if not path.exists():
@@ -110,7 +117,7 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
     except (OSError, ValueError, pd.errors.ParserError):
         return None
     for col in df.columns:  # a column with a garbled cell parses as text: coerce it back to numbers
-        if col != "benchmark" and not pd.api.types.is_numeric_dtype(df[col]):
+        if col not in TEXT_COLUMNS and not pd.api.types.is_numeric_dtype(df[col]):
             df[col] = pd.to_numeric(df[col], errors="coerce")
     if "update" in df.columns:
         df = df[df["update"].notna()].copy()
@@ -184,7 +191,8 @@ def _scan(runs_dir: Path) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFram
     rows: list[dict[str, Any]] = []
     frames: dict[str, dict[str, pd.DataFrame | None]] = {}
     if not runs_dir.is_dir():
-        return pd.DataFrame(columns=[*META_COLUMNS, "status", "complete", "n_updates", "n_evals", "path"]), frames
+        columns = [*META_COLUMNS, "status", "complete", "n_updates", "n_evals", "n_graded", "path"]
+        return pd.DataFrame(columns=columns), frames
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         row: dict[str, Any] = {"run_id": d.name, "path": str(d)}
         try:
@@ -199,6 +207,7 @@ def _scan(runs_dir: Path) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFram
         row["tau"] = _resolve_tau(meta, config)
         updates = _read_csv(d / "updates.csv")
         evals = _read_csv(d / "evals.csv")
+        benchmarks = _read_csv(d / "benchmarks.csv")
         planned = (config.get("run") or {}).get("total_updates")
         n_upd = 0 if updates is None else len(updates)
         row.update(
@@ -206,13 +215,14 @@ def _scan(runs_dir: Path) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFram
             last_update=int(updates["update"].max()) + 1 if n_upd else 0,
             planned_updates=planned if isinstance(planned, int) else math.nan,
             n_evals=0 if evals is None else int(evals["update"].nunique()),
+            n_graded=0 if benchmarks is None or "update" not in benchmarks else int(benchmarks["update"].nunique()),
         )
         row["wall_s"], row["wall_exact"] = _wall_seconds(d, manifest)
         if updates is None or n_upd == 0:
             row["status"] = "skipped: updates.csv missing, empty or unreadable"
         else:
             row["status"] = "ok"
-            frames[d.name] = {"updates": updates, "evals": evals}
+            frames[d.name] = {"updates": updates, "evals": evals, "benchmarks": benchmarks}
         # None: the config does not say how many updates were planned (e.g. a verl run)
         row["complete"] = (
             (row["status"] == "ok" and row["last_update"] >= planned) if isinstance(planned, int) else None
@@ -266,8 +276,9 @@ def _signature(runs_dir: Path) -> tuple:
 
 def _load(runs_dir: Path) -> tuple[RunTables, pd.DataFrame]:
     inv, frames = _scan(runs_dir)
-    parts: dict[str, list[pd.DataFrame]] = {"updates": [], "evals": [], "tokens": []}
-    ids: dict[str, list[str]] = {"updates": [], "evals": [], "tokens": []}
+    names = RunTables._fields
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
+    ids: dict[str, list[str]] = {name: [] for name in names}
     for run_id, got in frames.items():
         got["tokens"] = _read_csv(runs_dir / run_id / "tokens.csv")
         for name in parts:
@@ -289,4 +300,4 @@ def _load(runs_dir: Path) -> tuple[RunTables, pd.DataFrame]:
         out[name] = df
     for df in out.values():
         df["tau"] = df["tau"].astype(float)
-    return RunTables(out["updates"], out["evals"], out["tokens"]), inv
+    return RunTables(*(out[name] for name in names)), inv

@@ -126,12 +126,22 @@ def _complete(flags: pd.Series) -> str:
     return f"{sum(known)}/{len(flags)}" if known else "unknown"
 
 
+def _range(counts: pd.Series | None) -> str:
+    """``2`` or ``1–2`` for per-run counts (the evaluation stage's graded checkpoints); empty if none."""
+    if counts is None or not counts.fillna(0).astype(int).any():
+        return ""
+    lo, hi = int(counts.fillna(0).min()), int(counts.fillna(0).max())
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
 def inventory_markdown(inv: pd.DataFrame) -> str:
-    """Runs per cell (model, method, s, τ): count, seeds, complete, updates, median wall time."""
+    """Runs per cell (model, method, s, τ): count, seeds, complete, updates, checkpoints graded by the evaluation
+    stage, median wall time."""
     if inv.empty:
         return "No run directories found.\n"
     ok = inv[inv["status"] == "ok"].copy()
-    header = ["Model", "Method", "s", "τ", "Runs", "Seeds", "Complete", "Updates", "Wall time (median)"]
+    header = ["Model", "Method", "s", "τ", "Runs", "Seeds", "Complete", "Updates", "Checkpoints graded"]
+    header.append("Wall time (median)")
     rows = []
     if len(ok):
         ok["tau_s"] = ok["tau"].map(lambda t: "" if pd.isna(t) else f"{t:g}")
@@ -143,7 +153,7 @@ def inventory_markdown(inv: pd.DataFrame) -> str:
             )
             rows.append(
                 [model, method, str(int(s)), tau, str(len(g)), seeds, _complete(g["complete"]), upd,
-                 _fmt_wall(g["wall_s"], g["wall_exact"])]
+                 _range(g.get("n_graded")), _fmt_wall(g["wall_s"], g["wall_exact"])]
             )  # fmt: skip
     text = "\n".join(markdown_table(header, rows)) + "\n"
     bad = inv[inv["status"] != "ok"]

@@ -48,7 +48,7 @@ def build_table1(
 ) -> pd.DataFrame:
     """Tidy Table 1: our rows (``source = ours``, metrics ``peak``/``final``/``peak_update``) then the paper's
     (``source = paper``, metric = benchmark or ``Avg``). Accuracies in percent."""
-    acc = accuracy(tables.evals)
+    acc = accuracy(tables.evals, tables.benchmarks)
     per_run = per_run_accuracy(acc)
     rows = []
     for model in models or order_models(acc["model"].unique()):
@@ -137,11 +137,12 @@ def table1_markdown(t: pd.DataFrame, stale: int, paper_stale: int = 256) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table1(t: pd.DataFrame, out_dir: str | Path, stale: int) -> tuple[Path, Path]:
-    """Write ``table1.csv`` (tidy) and ``table1.md`` into ``out_dir``."""
+def write_table1(t: pd.DataFrame, out_dir: str | Path, stale: int, stage: str = "") -> tuple[Path, Path]:
+    """Write ``table1.csv`` (tidy) and ``table1.md`` into ``out_dir``; ``stage``: the evaluation stage's table
+    (:func:`m2po.analysis.benchmarks.stage_table1`), put first."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "table1.csv", out / "table1.md"
     atomic_write_text(csv_path, t.to_csv(index=False))
-    atomic_write_text(md_path, table1_markdown(t, stale))
+    atomic_write_text(md_path, (stage + "\n" if stage else "") + table1_markdown(t, stale))
     return csv_path, md_path

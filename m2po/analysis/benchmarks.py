@@ -1,0 +1,154 @@
+"""Table 1 from the evaluation stage: per model and method, every benchmark and the Avg at the best checkpoint.
+
+Reads the runs' ``benchmarks.csv`` (:mod:`m2po.eval.stage`) only. Per run, the checkpoint with the best Avg
+(:func:`m2po.analysis.aggregate.stage_accuracy`; the paper's selection rule, §6) is taken; a cell (model,
+method, s) then reports, for each benchmark and the Avg, the mean over seeds of those checkpoints' values
+with a 95 % interval: one seed, the stage's own interval (bootstrap over problems; the Avg's ± 1.96 s.e.);
+several seeds, mean ± 1.96 s.e. with the s.e. of :func:`~m2po.analysis.aggregate.cell_stat` (the larger of
+the seeds' s.e. and the evaluations' s.e. / √n). Accuracies in percent, like the paper's row beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..fileio import atomic_write_text
+from .aggregate import order_models, paper_benchmarks, select, stage_accuracy
+from .paper import paper_model_rows
+from .runs import RunTables
+from .sections import markdown_table
+
+BENCH_COLUMNS = ["source", "model", "method", "staleness", "benchmark", "mean", "lo", "hi", "se", "n", "best_update"]
+
+
+def _label(name: str) -> str:
+    from ..eval.suites import load_suites
+
+    canonical = paper_benchmarks().get(name.lower(), name)
+    return load_suites().resolve(canonical).label
+
+
+def best_checkpoints(tables: RunTables) -> pd.DataFrame:
+    """Per run graded by the stage: the update of its best Avg, with that Avg's row (first maximum)."""
+    acc = stage_accuracy(tables.benchmarks)
+    acc = acc[acc["acc"].notna()]
+    if acc.empty:
+        return acc
+    return acc.loc[acc.groupby("run_id")["acc"].idxmax()].reset_index(drop=True)
+
+
+def _cell_value(values: pd.Series, ses: pd.Series, los: pd.Series, his: pd.Series) -> tuple[float, ...]:
+    """``(mean, lo, hi, se)`` in percent of one cell's per-seed values (module docstring)."""
+    n = len(values)
+    mean = float(values.mean())
+    if n == 1:
+        return 100 * mean, 100 * float(los.iloc[0]), 100 * float(his.iloc[0]), 100 * float(ses.iloc[0])
+    seed_se = float(values.std(ddof=1)) / math.sqrt(n)
+    se = max(seed_se, float(ses.mean()) / math.sqrt(n))
+    return 100 * mean, 100 * (mean - 1.96 * se), 100 * (mean + 1.96 * se), 100 * se
+
+
+def build_benchmark_table(
+    tables: RunTables, cells: list[tuple[str, int]], models: list[str] | None = None, seeds: list[int] | None = None
+) -> pd.DataFrame:
+    """Tidy rows (:data:`BENCH_COLUMNS`): ours per (model, method, s) of ``cells`` and benchmark (``Avg`` last),
+    in percent; empty when the stage has graded no run."""
+    best = best_checkpoints(tables)
+    rows: list[list] = []
+    if best.empty:
+        return pd.DataFrame(columns=BENCH_COLUMNS)
+    b = tables.benchmarks
+    at_best = b.merge(best[["run_id", "update"]], on=["run_id", "update"])
+    for model in models or order_models(best["model"].unique()):
+        for method, s in cells:
+            runs = select(best, model, method, s, seeds)
+            if runs.empty:
+                continue
+            updates = ",".join(str(int(u)) for u in runs["update"])
+            picked = at_best[at_best["run_id"].isin(runs["run_id"])]
+            for name in dict.fromkeys(picked["benchmark"]):
+                g = picked[picked["benchmark"] == name]
+                v = _cell_value(g["avg_at_k"], g["se"], g["ci_low"], g["ci_high"])
+                rows.append(["ours", model, method, s, _label(str(name)), *v, len(g), updates])
+            v = _cell_value(runs["acc"], runs["acc_se"], runs["acc_lo"], runs["acc_hi"])
+            rows.append(["ours", model, method, s, "Avg", *v, len(runs), updates])
+    return pd.DataFrame(rows, columns=BENCH_COLUMNS)
+
+
+def _ci(mean: float, lo: float, hi: float) -> str:
+    if not math.isfinite(mean):
+        return "—"
+    return f"{mean:.1f} [{lo:.1f}, {hi:.1f}]" if math.isfinite(lo) and math.isfinite(hi) else f"{mean:.1f}"
+
+
+def benchmark_table_markdown(t: pd.DataFrame, labels: dict[str, str], paper_stale: int = 256) -> str:
+    """One row per (model, method, s) with every benchmark and the Avg as ``mean [95 % CI]``, each followed
+    by the paper's row for the same model, method and (paper) staleness when the paper has one."""
+    if t.empty:
+        return ""
+    names = list(dict.fromkeys(n for n in t["benchmark"] if n != "Avg"))
+    header = ["Model", "Method", "s", *names, "Avg", "Best update(s)", "Seeds"]
+    rows = []
+    keys = ["model", "method", "staleness"]
+    for (model, method, s), g in t.groupby(keys, sort=False):
+        cell = {r.benchmark: r for r in g.itertuples()}
+        avg = cell["Avg"]
+        values = [_ci(cell[n].mean, cell[n].lo, cell[n].hi) if n in cell else "—" for n in names]
+        label = labels.get(method, method)
+        rows.append([model, label, str(s), *values, _ci(avg.mean, avg.lo, avg.hi), avg.best_update, str(avg.n)])
+        paper = paper_model_rows(model)
+        p = paper[(paper["method"] == method) & (paper["s"] == (paper_stale if s else 0))]
+        if len(p):
+            r = p.iloc[0]
+            cells = [f"{float(r[n]):.1f}" if n in r.index else "" for n in names]
+            rows.append(["", f"*paper: {label}*", str(int(r["s"])), *cells, f"{float(r['Avg']):.1f}", "", ""])
+    return "\n".join(markdown_table(header, rows)) + "\n"
+
+
+def protocol_markdown(tables: RunTables) -> str:
+    """The evaluation protocol the stage used, read off ``benchmarks.csv`` (what a reader needs to trust it)."""
+    b = tables.benchmarks
+    if b.empty or "backend" not in b.columns:
+        return ""
+
+    def values(col: str) -> str:
+        return ", ".join(str(v) for v in dict.fromkeys(b[col].dropna()))
+
+    ks = b.groupby("benchmark", sort=False)["k"].agg(lambda k: "/".join(str(int(x)) for x in dict.fromkeys(k)))
+    per_run = b.groupby("run_id")["update"].nunique()
+    problems = b.groupby("benchmark", sort=False)["n_problems"].max()
+    return (
+        f"**Protocol of the evaluation stage** (from the runs' `benchmarks.csv`): backend {values('backend')}; "
+        + "; ".join(f"{_label(str(n))}: avg@{ks[n]} over {int(problems[n])} problems" for n in ks.index)
+        + f"; temperature {values('temperature')}, top-p {values('top_p')}, at most {values('max_new_tokens')} new "
+        f"tokens; graded by {values('grader')} {values('grader_version')} (answer extraction: "
+        f"{values('extraction')}); {int(per_run.min())}–{int(per_run.max())} checkpoints graded per run, "
+        f"{len(per_run)} runs. Per run the checkpoint with the best Avg is reported (the paper's rule); "
+        "intervals are 95 %: a bootstrap over problems for one benchmark and one seed, ± 1.96 s.e. for an Avg "
+        "over several benchmarks and for means over seeds.\n"
+    )
+
+
+def stage_table1(tables: RunTables, cells: list[tuple[str, int]], labels: dict[str, str], **select_kw) -> tuple:
+    """``(tidy rows, Markdown)`` of the stage's Table 1 with its protocol; ``(empty, "")`` before the stage ran."""
+    t = build_benchmark_table(tables, cells, **select_kw)
+    if t.empty:
+        return t, ""
+    md = [
+        "**Evaluation stage** — accuracy in percent at each run's best checkpoint by Avg, mean [95 % interval]; "
+        "the paper's row (Table 1, its best checkpoint) below ours where the paper trained that model.",
+        "",
+        benchmark_table_markdown(t, labels),
+        protocol_markdown(tables),
+    ]
+    return t, "\n".join(md)
+
+
+def write_benchmark_table(t: pd.DataFrame, out_dir: str | Path) -> Path:
+    """``table1_benchmarks.csv``: the tidy rows of the stage's Table 1."""
+    path = Path(out_dir) / "table1_benchmarks.csv"
+    atomic_write_text(path, t.to_csv(index=False))
+    return path
