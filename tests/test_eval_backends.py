@@ -108,3 +108,27 @@ def test_tiny_backend_from_warm_start_file(tmp_path):
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown backend"):
         make_backend("nope", "x")
+
+
+def test_vllm_request_building_and_output_parsing():
+    """What can be checked without vLLM (GPU only): each request's sampling arguments, and the parsing of
+    LLM.generate's outputs (RequestOutput.outputs[i].text, one output per prompt in order)."""
+    from types import SimpleNamespace
+
+    from m2po.eval.backends.vllm import sampling_kwargs, texts_of
+
+    reqs = [GenRequest([{"role": "user", "content": "1+1"}], 3, seed=11), GenRequest([], 1, seed=12)]
+    kws = sampling_kwargs(reqs, GenParams(temperature=1.0, top_p=0.7, max_new_tokens=2560))
+    assert kws == [
+        {"n": 3, "temperature": 1.0, "top_p": 0.7, "max_tokens": 2560, "seed": 11},
+        {"n": 1, "temperature": 1.0, "top_p": 0.7, "max_tokens": 2560, "seed": 12},
+    ]
+
+    def output(*texts):
+        return SimpleNamespace(outputs=[SimpleNamespace(text=t) for t in texts])
+
+    assert texts_of([output("a", "b", "c"), output("d")], reqs) == [["a", "b", "c"], ["d"]]
+    with pytest.raises(RuntimeError, match="2 completions for prompt 0, asked 3"):
+        texts_of([output("a", "b"), output("d")], reqs)
+    with pytest.raises(RuntimeError, match="1 outputs for 2 prompts"):
+        texts_of([output("a", "b", "c")], reqs)

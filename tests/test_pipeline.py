@@ -3,6 +3,7 @@ tiny study runs end to end (data -> grid -> figures -> report) with every output
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import subprocess
@@ -83,6 +84,37 @@ def test_paper_profile_dry_run_lists_the_full_grid():
     assert counts.get("report") == 1 and counts.get("data") == 1
     assert all(counts.get(f"figure_{f}") == 1 for f in [*FIGURES, "table1"])
 
+    # the evaluation stage: one GPU job per saved checkpoint (every 50 steps of 1000 + s/4, and the last)
+    # of every run, and one job per run gathering them into benchmarks.csv
+    def checkpoints(s: int) -> int:
+        total = 1000 + s // 4
+        return total // 50 + (total % 50 > 0)
+
+    assert counts.get("eval") == sum(checkpoints(r.staleness) for r in runs)
+    assert counts.get("benchmarks") == len(runs)
+
+
+def test_paper_eval_jobs_get_gpus_and_every_checkpoint_of_a_run():
+    res = _snakemake("-n", "-p", "--profile", "workflow/profiles/paper")
+    assert res.returncode == 0, res.stderr + res.stdout
+    jobs = [block for block in res.stdout.split("\nrule ")[1:] if block.startswith("eval:")]
+    steps: dict[str, list[int]] = {}
+    for block in jobs:
+        wildcards = dict(re.findall(r"(run_id|step)=([^,\s]+)", block))
+        steps.setdefault(wildcards["run_id"], []).append(int(wildcards["step"]))
+        gpus = int(re.search(r"gpus=(\d+)", block)[1])
+        assert gpus == (4 if wildcards["run_id"].startswith("Qwen2.5-32B") else 1), block
+        shell = block[block.index("Shell command: ") :].splitlines()[0]
+        assert f"eval-run --run results/paper/runs/{wildcards['run_id']} --step {wildcards['step']}" in shell
+        assert f"--backend vllm --data results/paper/data --tensor-parallel-size {gpus}" in shell
+        assert "--benchmarks paper" in shell and "--top-p 1.0" in shell  # the paper's eight, its sampling
+        assert f"--max-new-tokens {2560 if 'Math-7B' in wildcards['run_id'] else ''}" in shell
+    assert sorted(steps["Qwen2.5-Math-7B-m2po-s256-seed0"]) == [*range(50, 1051, 50), 1064]
+    assert sorted(steps["Qwen2.5-Math-7B-grpo-s0-seed0"]) == list(range(50, 1001, 50))
+    slurm = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    assert slurm["set-resources"]["eval"]["cpus_per_task"] >= 1  # the eval rule's own gpus are kept
+    assert "gpus" not in slurm["set-resources"]["eval"]
+
 
 @pytest.mark.slow
 def test_miniature_tiny_pipeline_end_to_end(tmp_path):
@@ -108,3 +140,19 @@ def test_miniature_tiny_pipeline_end_to_end(tmp_path):
     report = (results / "report.md").read_text()
     for fig in FIGURES:
         assert f"{fig}.png" in report
+    # the evaluation stage graded every run; Table 1 is read from those files
+    config = yaml.safe_load((ROOT / "workflow/config/mini.yaml").read_text())
+    runs = [r.run_id for r in expand_grid(config)]
+    best_avg = {}
+    for run_id in runs:
+        with (results / "runs" / run_id / "benchmarks.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        assert rows and {r["benchmark"] for r in rows} == {"tiny_arith"} and {r["k"] for r in rows} == {"2"}
+        assert rows[-1]["checkpoint"] == "final_model.pt" and rows[-1]["update"] == "16"
+        best_avg[run_id] = max(100 * float(r["avg_at_k"]) for r in rows)
+    assert "**Evaluation stage**" in report and "**Protocol of the evaluation stage**" in report
+    with (results / "figures" / "table1_benchmarks.csv").open() as f:
+        table = [r for r in csv.DictReader(f) if r["benchmark"] == "Avg"]
+    for r in table:  # one seed: the cell is the run's best graded checkpoint
+        run_id = RunSpec(r["model"], r["method"], int(r["staleness"]), 0).run_id
+        assert float(r["mean"]) == pytest.approx(best_avg[run_id], abs=1e-6)

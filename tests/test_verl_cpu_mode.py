@@ -126,9 +126,9 @@ def _updates_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_fit_kill_resume_keeps_exact_staleness(smoke, tmp_path) -> None:
+def test_fit_kill_resume_keeps_exact_staleness(smoke, verl_smoke_run) -> None:
     """verl's fit with M2POTrainer, killed (SIGKILL) after its step-3 checkpoint, then resumed to step 4."""
-    out = tmp_path / "run"
+    out = verl_smoke_run  # kept for the evaluation of its checkpoints (test_verl_eval.py)
     out.mkdir()
     for name in ("model", "train.parquet", "test.parquet"):
         os.symlink(smoke / name, out / name)

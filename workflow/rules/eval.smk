@@ -44,7 +44,7 @@ if config["engine"] == "tiny":
             protocol=eval_protocol(),
         shell:
             "m2po eval-run --run {RES}/runs/{wildcards.run_id} --backend tiny --data {RES}/data {params.protocol} "
-            "--memo {RES}/cache/verdicts --workers 1 --no-progress > {log} 2>&1"
+            "--memo {RES}/cache/verdicts --workers 1 --batch-problems 250 --no-progress > {log} 2>&1"
 
 else:
 

@@ -60,15 +60,35 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         prompts = [self.render(r.messages) for r in requests]
-        sps = [
-            SamplingParams(
-                n=r.n,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                max_tokens=params.max_new_tokens,
-                seed=r.seed,
-            )
-            for r in requests
-        ]
-        outputs = self.llm.generate(prompts, sps, use_tqdm=False)
-        return [[c.text for c in o.outputs] for o in outputs]
+        sps = [SamplingParams(**kw) for kw in sampling_kwargs(requests, params)]
+        return texts_of(self.llm.generate(prompts, sps, use_tqdm=False), requests)
+
+
+def sampling_kwargs(requests: list[GenRequest], params: GenParams) -> list[dict[str, Any]]:
+    """``SamplingParams`` keyword arguments of each request: its ``n`` samples and its own seed (so its samples
+    do not depend on the batch), the protocol's temperature, top-p and length."""
+    return [
+        {
+            "n": r.n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+            "seed": r.seed,
+        }
+        for r in requests
+    ]
+
+
+def texts_of(outputs: list[Any], requests: list[GenRequest]) -> list[list[str]]:
+    """The completions' texts of ``LLM.generate``'s outputs (one ``RequestOutput`` per prompt, in order, each
+    with ``.outputs``, its ``CompletionOutput`` items with ``.text``); an output with a count other than asked is
+    an error, never silently a shorter sample list."""
+    if len(outputs) != len(requests):
+        raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(requests)} prompts")
+    texts = []
+    for i, (out, req) in enumerate(zip(outputs, requests, strict=True)):
+        got = [c.text for c in out.outputs]
+        if len(got) != req.n:
+            raise RuntimeError(f"vLLM returned {len(got)} completions for prompt {i}, asked {req.n}")
+        texts.append(got)
+    return texts

@@ -1,0 +1,192 @@
+"""The evaluation stage (m2po eval-run) on tiny runs: the checkpoints the run saved (its best in-training
+evaluation and its final model), benchmarks.csv against numbers recomputed from the graded samples, the
+known verl schedule, and a SIGKILLed job that, run again, grades only the samples still missing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from m2po.cli import main
+from m2po.config import load_config
+from m2po.engine.loop import Trainer
+from m2po.engine.rundir import BestCheckpoint, CsvLog
+from m2po.engine.task import ArithmeticTask, generate_problems, to_dataset_rows
+from m2po.engine.train_config import TrainConfig
+from m2po.eval.problems import write_parquet
+from m2po.eval.stage import BENCHMARK_COLUMNS, every_nth, find_checkpoints, planned_verl_steps
+from m2po.eval.store import read_jsonl
+
+RUN_ID = "0.1M-m2po-s4-seed0"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A short tiny run without warm start (a random start learns little, but saves checkpoints like any run),
+    and its held-out set as the data stage writes it (the run's own task config)."""
+    root = tmp_path_factory.mktemp("stage")
+    overrides = [
+        "warm_start.enabled=false",
+        "algo.staleness=4",
+        "rollout.prompts_per_batch=8",
+        "rollout.group_size=4",
+        "rollout.max_new_tokens=4",
+        "task.n_test=60",
+        "run.total_updates=12",
+        "run.eval_every=4",
+        "run.checkpoint_every=4",
+        "run.eval_problems=60",
+        "run.progress=false",
+    ]
+    cfg = load_config(TrainConfig, overrides=overrides)
+    Trainer(cfg, root / "runs" / RUN_ID).train()
+    _, test = generate_problems(ArithmeticTask(seed=0, n_train=cfg.task.n_train, n_test=60))
+    write_parquet(to_dataset_rows(test, "test"), root / "data" / "tiny_arith" / "test.parquet")
+    return root / "runs" / RUN_ID, root / "data"
+
+
+def _evals(run: Path) -> list[dict]:
+    with (run / "evals.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_keeps_its_best_and_final_checkpoints(tiny_run):
+    run, _ = tiny_run
+    evals = [r for r in _evals(run) if int(r["update"]) > 0]
+    best = max(evals, key=lambda r: float(r["sampled_acc"]))  # first maximum, update 0 excluded
+    assert [p.name for p in (run / "checkpoints").glob("best_model-u*.pt")] == [
+        f"best_model-u{int(best['update']):06d}.pt"
+    ]
+    ckpts = find_checkpoints(run)
+    assert [c.update for c in ckpts] == sorted({int(best["update"]), 12})
+    assert ckpts[-1].path == run / "final_model.pt" and {c.kind for c in ckpts} == {"tiny"}
+
+
+def test_best_checkpoint_follows_the_first_maximum_and_survives_a_resume(tmp_path):
+    log = CsvLog(tmp_path / "evals.csv", ["update", "sampled_acc"])
+    folder = tmp_path / "checkpoints"
+    best = BestCheckpoint(folder, log)
+    saved = {}
+    for update, acc in [(0, 0.9), (4, 0.3), (8, 0.6), (12, 0.6), (16, 0.4)]:
+        log.append({"update": update, "sampled_acc": acc})
+        weights = {"w": torch.full((2,), float(update))}
+        if best.offer(update, acc, lambda w=weights: w):
+            saved[update] = weights
+    assert sorted(saved) == [4, 8]  # update 0 (the untrained start) never counts; 0.6 at 12 ties the best
+    (path,) = folder.glob("best_model-u*.pt")
+    assert path.name == "best_model-u000008.pt" and torch.equal(torch.load(path)["w"], saved[8]["w"])
+    resumed = BestCheckpoint(folder, CsvLog(tmp_path / "evals.csv", ["update", "sampled_acc"]))
+    log2 = resumed.evals
+    log2.append({"update": 20, "sampled_acc": 0.55})
+    assert not resumed.offer(20, 0.55, dict)  # the best so far is read back from evals.csv
+
+
+def test_planned_verl_steps_is_the_known_schedule():
+    assert planned_verl_steps(0) == list(range(50, 1001, 50))  # 1000 steps, save_freq 50
+    # s = 256: 64 prefill steps on top, so 1064 in all: 50, ..., 1050 and the last step
+    assert planned_verl_steps(256) == [*range(50, 1051, 50), 1064]
+    assert planned_verl_steps(256, every=2) == [*range(100, 1001, 100), 1064]
+    assert planned_verl_steps(128, every=5) == [250, 500, 750, 1000, 1032]
+    assert every_nth([1, 2, 3], 1) == [1, 2, 3] and every_nth([1, 2, 3], 5) == [3] and every_nth([], 2) == []
+
+
+def _stage_cmd(run: Path, data: Path, *extra: str) -> list[str]:
+    return [
+        "eval-run", "--run", str(run), "--backend", "tiny", "--benchmarks", "tiny_arith", "--data", str(data),
+        "--k", "4", "--workers", "1", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_benchmarks_csv_matches_the_graded_samples(tiny_run, tmp_path):
+    run, data = tiny_run
+    assert main(_stage_cmd(run, data, "--memo", str(tmp_path / "verdicts"))) == 0
+    rows = _rows(run / "benchmarks.csv")
+    ckpts = find_checkpoints(run)
+    assert list(rows[0]) == BENCHMARK_COLUMNS
+    assert [int(r["update"]) for r in rows] == [c.update for c in ckpts]
+    for row, c in zip(rows, ckpts, strict=True):
+        samples = read_jsonl(run / "eval" / c.name / "samples" / "tiny_arith.jsonl")
+        assert {s["update"] for s in samples} == {c.update} and len(samples) == 60 * 4
+        by_problem: dict[str, list[bool]] = {}
+        for s in samples:
+            by_problem.setdefault(s["problem_id"], []).append(bool(s["correct"]))
+            if s["extracted"] is not None and s["extracted"].isdigit():  # an integer answer: numeric equality
+                assert s["correct"] == (int(s["extracted"]) == int(s["ground_truth"])), s
+        scores = np.array([np.mean(v) for v in by_problem.values()])
+        assert float(row["avg_at_k"]) == pytest.approx(scores.mean(), abs=1e-6)
+        assert float(row["se"]) == pytest.approx(scores.std(ddof=1) / math.sqrt(60), abs=1e-6)
+        assert float(row["pass_at_k"]) == pytest.approx(np.mean([any(v) for v in by_problem.values()]), abs=1e-6)
+        assert float(row["ci_low"]) <= float(row["avg_at_k"]) <= float(row["ci_high"])
+        assert int(row["n_problems"]) == 60 and int(row["k"]) == 4 and int(row["n_samples"]) == 240
+        assert int(row["n_no_answer"]) == sum(s["status"] == "no_answer" for s in samples)
+        assert row["grader"] == "math_verify" and row["grader_version"] and row["extraction"] == "tiny"
+        assert row["backend"] == "tiny" and row["max_new_tokens"] == "4"  # the run's own response length
+        assert row["checkpoint"] == str(c.path.relative_to(run))
+    # run again: every checkpoint is finished with these settings, so nothing is loaded, generated or graded
+    stamps = {c.name: (run / "eval" / c.name / "run.json").stat().st_mtime_ns for c in ckpts}
+    assert main(_stage_cmd(run, data, "--memo", str(tmp_path / "verdicts"))) == 0
+    assert stamps == {c.name: (run / "eval" / c.name / "run.json").stat().st_mtime_ns for c in ckpts}
+    assert _rows(run / "benchmarks.csv") == rows
+
+
+@pytest.mark.slow
+def test_killed_eval_job_grades_only_the_missing_samples(tiny_run, tmp_path):
+    run, data = tiny_run
+    fresh = tmp_path / RUN_ID  # a copy of the run without its evaluations
+    fresh.mkdir()
+    for name in ("config.yaml", "evals.csv", "updates.csv", "final_model.pt", "checkpoints"):
+        os.symlink(run / name, fresh / name)
+    ckpts = find_checkpoints(fresh)
+    memo = tmp_path / "verdicts"
+    cmd = [sys.executable, "-m", "m2po.cli", *_stage_cmd(fresh, data, "--memo", str(memo), "--batch-problems", "4")]
+    proc = subprocess.Popen(
+        [*cmd, "--sleep-between-batches", "0.3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    last = fresh / "eval" / ckpts[-1].name / "cache" / "tiny_arith"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # kill inside the last checkpoint's evaluation
+            shards = list(last.glob("grade-*.jsonl"))
+            if shards and len(read_jsonl(shards[0])) >= 40:
+                break
+            assert proc.poll() is None, "the job finished before it could be killed"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (fresh / "benchmarks.csv").exists()
+    (shard,) = last.glob("grade-*.jsonl")
+    before = read_jsonl(shard)
+    total = 60 * 4
+    assert 40 <= len(before) < total
+    finished = fresh / "eval" / ckpts[0].name / "run.json"
+    finished_at = finished.stat().st_mtime_ns if len(ckpts) > 1 else None
+
+    assert main(cmd[3:]) == 0  # the same job again
+    counts = json.loads((fresh / "eval" / ckpts[-1].name / "stage.json").read_text())["counts"]["tiny_arith"]
+    assert counts["cached_grades"] == len(before)
+    assert counts["graded"] == total - len(before)  # only the missing samples were graded
+    keys = [(g["problem_id"], g["sample_idx"]) for g in read_jsonl(shard)]
+    assert len(keys) == len(set(keys)) == total  # every sample graded exactly once over both jobs
+    if finished_at is not None:  # the checkpoint finished before the kill was not evaluated again
+        assert finished.stat().st_mtime_ns == finished_at
+    assert [int(r["update"]) for r in _rows(fresh / "benchmarks.csv")] == [c.update for c in ckpts]
