@@ -88,7 +88,13 @@ def test_records_summary_and_k_reuse(tmp_path):
     # k 2 -> 4 reuses the first two samples of every problem: only 12 new ones are generated
     ev2 = Evaluation(cfg(data, out, k=4))
     ev2.run()
-    assert ev2.counts["tiny_arith"] == {"cached_generations": 12, "cached_grades": 12, "generated": 12, "graded": 12}
+    assert ev2.counts["tiny_arith"] == {
+        "cached_generations": 12,
+        "cached_grades": 12,
+        "generated": 12,
+        "graded": 12,
+        "graded_by_pool": 12,
+    }
     # another grader setting regrades everything but regenerates nothing
     ev3 = Evaluation(cfg(data, out, k=4, timeout_s=6))
     ev3.run()

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import os_error_with_path
+from .grader import MAX_ANSWER_CHARS, GradeResult, extract_answer
 
 #: the verdicts worth remembering: deterministic functions of the pair
 MEMO_STATUSES = ("correct", "incorrect")
@@ -135,3 +136,24 @@ class VerdictMemo:
 
     def stats(self) -> dict[str, int]:
         return {"memo_hits": self.hits, "memo_misses": self.misses, "memo_added": self.added, "memo_size": len(self)}
+
+
+def known_verdict(memo: VerdictMemo, task: Any, extraction: str) -> tuple[GradeResult | None, tuple[str, str] | None]:
+    """``(verdict, pair)`` of a grading task (``response``, ``ground_truth``) without a grading worker:
+    ``no_answer`` when nothing is extractable, else the memo's verdict of ``pair`` = (extracted answer, ground
+    truth); ``(None, pair)`` on a miss; ``(None, None)`` when the pool must grade it on its own (invalid unicode,
+    a runaway answer: the worker reports why)."""
+    try:
+        task.response.encode("utf-8")
+        task.ground_truth.encode("utf-8")
+    except UnicodeEncodeError:
+        return None, None
+    extracted = extract_answer(task.response, extraction)
+    if extracted is None:
+        return GradeResult("no_answer", False, None), None
+    if len(extracted) > MAX_ANSWER_CHARS:
+        return None, None
+    status = memo.get(extracted, task.ground_truth)
+    if status is None:
+        return None, (extracted, task.ground_truth)
+    return GradeResult(status, status == "correct", extracted), None

@@ -36,8 +36,8 @@ from tqdm import tqdm
 
 from ..errors import UserError, check_writable
 from .backends import Backend, GenParams, GenRequest, make_backend
-from .grader import GRADER_NAME, MAX_ANSWER_CHARS, STRING_EXTRACTION, GradeResult, extract_answer, grader_version
-from .memo import MEMO_STATUSES, VerdictMemo
+from .grader import GRADER_NAME, STRING_EXTRACTION, GradeResult, grader_version
+from .memo import MEMO_STATUSES, VerdictMemo, known_verdict
 from .pool import GradeTask, GradingPool, default_workers, soft_timeout_for
 from .problems import Problem, find_benchmark_file, load_problems, slug
 from .report import summaries_from_records, write_tables
@@ -108,6 +108,8 @@ class Evaluation:
         if cfg.memo_dir is not None and cfg.extraction in STRING_EXTRACTION:
             self.memo = VerdictMemo(cfg.memo_dir, {**self.grader, "soft_timeout_s": soft_timeout_for(cfg.timeout_s)})
         self.counts: dict[str, dict[str, int]] = {}
+        #: wall seconds per benchmark spent generating (model load included) and grading (pool start-up included)
+        self.seconds: dict[str, dict[str, float]] = {}
 
     # -- lazily built resources --------------------------------------------------------------------------
     def backend(self) -> Backend:
@@ -231,19 +233,24 @@ class Evaluation:
             "graded_by_pool": 0,
         }
         self.counts[name] = counts
+        seconds = self.seconds.setdefault(name, {"generate": 0.0, "grade": 0.0})
         todo = [(p, [i for i in range(k) if (p.problem_id, i) not in gens]) for p in problems]
         todo = [(p, idx) for p, idx in todo if idx]
         n_gen = sum(len(idx) for _, idx in todo)
         with JsonlShard(gen_path) as gen_shard, JsonlShard(grade_path) as grade_shard:
             bar = tqdm(total=n_gen, desc=f"{name}: generate", unit="sample", disable=not self.cfg.progress)
+            t = time.perf_counter()
             self._grade_pending(name, by_id, gens, grades, grade_shard, counts)
+            seconds["grade"] += time.perf_counter() - t
             for lo in range(0, len(todo), max(1, self.cfg.batch_problems)):
                 batch = todo[lo : lo + self.cfg.batch_problems]
                 reqs = [
                     GenRequest(p.chat, len(idx), _derive_seed(self.seed, name, p.problem_id, idx[0]))
                     for p, idx in batch
                 ]
+                t = time.perf_counter()
                 outs = self.backend().generate(reqs, self.params)
+                seconds["generate"] += time.perf_counter() - t
                 for (p, idx), texts, req in zip(batch, outs, reqs):
                     if len(texts) != len(idx):
                         raise RuntimeError(
@@ -264,7 +271,9 @@ class Evaluation:
                         gens[(p.problem_id, i)] = rec
                         counts["generated"] += 1
                 bar.update(sum(len(idx) for _, idx in batch))
+                t = time.perf_counter()
                 self._grade_pending(name, by_id, gens, grades, grade_shard, counts)
+                seconds["grade"] += time.perf_counter() - t
                 if self.cfg.sleep_between_batches:
                     time.sleep(self.cfg.sleep_between_batches)
             bar.close()
@@ -287,7 +296,7 @@ class Evaluation:
         first_of: dict[tuple[str, str], GradeTask] = {}
         for key in pending:
             task = GradeTask(key, gens[key]["response"], by_id[key[0]].ground_truth)
-            known, pair = self._known_verdict(task)
+            known, pair = (None, None) if self.memo is None else known_verdict(self.memo, task, self.cfg.extraction)
             if known is not None:
                 self._keep_grade(task, known, shard, grades, counts, from_memo=True)
             elif pair is not None and pair in first_of:
@@ -313,27 +322,6 @@ class Evaluation:
             self._keep_grade(task, res, shard, grades, counts, from_memo=False)
             counts["graded_by_pool"] += 1
         bar.close()
-
-    def _known_verdict(self, task: GradeTask) -> tuple[GradeResult | None, tuple[str, str] | None]:
-        """``(verdict, pair)`` without a grading worker: ``no_answer`` when nothing is extractable, else the
-        memo's verdict of ``pair`` = (extracted answer, ground truth); ``(None, pair)`` on a memo miss, and
-        ``(None, None)`` when the pool must grade it alone (no memo, invalid unicode, a runaway answer)."""
-        if self.memo is None:
-            return None, None
-        try:
-            task.response.encode("utf-8")
-            task.ground_truth.encode("utf-8")
-        except UnicodeEncodeError:
-            return None, None  # the worker reports it as an error, with its reason
-        extracted = extract_answer(task.response, self.cfg.extraction)
-        if extracted is None:
-            return GradeResult("no_answer", False, None), None
-        if len(extracted) > MAX_ANSWER_CHARS:
-            return None, None
-        status = self.memo.get(extracted, task.ground_truth)
-        if status is None:
-            return None, (extracted, task.ground_truth)
-        return GradeResult(status, status == "correct", extracted), None
 
     def _keep_grade(
         self,
@@ -399,8 +387,9 @@ class Evaluation:
             "k": ks,
             "grading": {**self.grader, "soft_timeout_s": soft_timeout_for(self.cfg.timeout_s)},
             "counts": self.counts,
+            "seconds": {b: {k: round(v, 3) for k, v in t.items()} for b, t in self.seconds.items()},
             "pool": {"killed": self._pool.n_killed, "crashed": self._pool.n_crashed} if self._pool else None,
-            "memo": {"path": str(self.memo.path), **self.memo.stats()} if self.memo else None,
+            "memo": None if self.memo is None else {"path": str(self.memo.path), **self.memo.stats()},
             "summary": [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows],
             "cache_keys": {"generation": self.genkey, "grading": self.gradekey},
         }
