@@ -7,7 +7,8 @@
 #
 # 4 updates per step and staleness 4 = 1 prefill step: global step 1 only generates, steps 2-4 train
 # (steps 3 and 4 on data exactly 4..7 updates old). The run is planned for 4 steps (so the batch step 3
-# generates is kept for step 4) and the first session stops after step 3 (m2po.stop_at_step).
+# generates is kept for step 4) and the first session stops after step 3 (m2po.stop_at_step). Then the
+# evaluation stage grades the step-4 checkpoint with vLLM (verl's merger first), as the paper profile does.
 # The same sequence without a GPU, through verl's loop on the CPU: python -m m2po.verl_plugin.launch --cpu --smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,4 +68,21 @@ python -m m2po.verl_plugin.gpu_smoke check --metrics "${WORK}/metrics.session-1.
 VERL_FILE_LOGGER_PATH="${WORK}/metrics.jsonl" \
   python -m m2po.verl_plugin.main "${common[@]}" trainer.total_training_steps=4 trainer.resume_mode=auto
 python -m m2po.verl_plugin.gpu_smoke check --metrics "${WORK}/metrics.jsonl" --ckpt "${WORK}/ckpt" --staleness 4
+
+# the evaluation stage on the last checkpoint (docs/eval.md): verl's model merger -> vLLM (2 samples per
+# problem of the smoke test set) -> math-verify -> eval/global_step_4/benchmarks.csv; merged weights deleted
+mkdir -p "${WORK}/run" "${WORK}/evaldata/gpu_smoke"
+ln -sfn "${WORK}/ckpt" "${WORK}/run/checkpoints"
+ln -sfn "${WORK}/test.parquet" "${WORK}/evaldata/gpu_smoke/test.parquet"
+m2po eval-run --run "${WORK}/run" --step 4 --backend vllm --benchmarks gpu_smoke --data "${WORK}/evaldata" \
+  --k 2 --max-new-tokens 64 --no-progress
+python - "${WORK}/run" <<'EOF'
+import csv, pathlib, sys
+run = pathlib.Path(sys.argv[1])
+rows = list(csv.DictReader((run / "eval" / "global_step_4" / "benchmarks.csv").open()))
+assert [r["benchmark"] for r in rows] == ["gpu_smoke"] and rows[0]["backend"] == "vllm", rows
+assert int(rows[0]["n_samples"]) == 2 * int(rows[0]["n_problems"]) > 0 and int(rows[0]["update"]) == 12, rows
+assert not list((run / "eval" / "global_step_4").glob("merged-*")), "merged weights were not deleted"
+print(f"gpu_smoke: eval stage OK (vLLM, {rows[0]['n_samples']} samples graded, avg@2 {rows[0]['avg_at_k']})")
+EOF
 echo "gpu_smoke: OK (${WORK})"

@@ -90,21 +90,25 @@ def benchmark_table_markdown(t: pd.DataFrame, labels: dict[str, str], paper_stal
     if t.empty:
         return ""
     names = list(dict.fromkeys(n for n in t["benchmark"] if n != "Avg"))
-    header = ["Model", "Method", "s", *names, "Avg", "Best update(s)", "Seeds"]
+    single = len(names) == 1  # the tiny study: Avg is that one benchmark, shown once
+    header = ["Model", "Method", "s", *([f"{names[0]} = Avg"] if single else [*names, "Avg"]), "Best update(s)"]
+    header.append("Seeds")
     rows = []
     keys = ["model", "method", "staleness"]
     for (model, method, s), g in t.groupby(keys, sort=False):
         cell = {r.benchmark: r for r in g.itertuples()}
         avg = cell["Avg"]
         values = [_ci(cell[n].mean, cell[n].lo, cell[n].hi) if n in cell else "—" for n in names]
+        values = values if single else [*values, _ci(avg.mean, avg.lo, avg.hi)]
         label = labels.get(method, method)
-        rows.append([model, label, str(s), *values, _ci(avg.mean, avg.lo, avg.hi), avg.best_update, str(avg.n)])
+        rows.append([model, label, str(s), *values, avg.best_update, str(avg.n)])
         paper = paper_model_rows(model)
         p = paper[(paper["method"] == method) & (paper["s"] == (paper_stale if s else 0))]
         if len(p):
             r = p.iloc[0]
             cells = [f"{float(r[n]):.1f}" if n in r.index else "" for n in names]
-            rows.append(["", f"*paper: {label}*", str(int(r["s"])), *cells, f"{float(r['Avg']):.1f}", "", ""])
+            cells = cells if single else [*cells, f"{float(r['Avg']):.1f}"]
+            rows.append(["", f"*paper: {label}*", str(int(r["s"])), *cells, "", ""])
     return "\n".join(markdown_table(header, rows)) + "\n"
 
 

@@ -39,6 +39,7 @@ BUILTIN: dict[str, Any] = {
             "aliases": ["olympiad_bench", "olympiad"],
         },
         "gsm8k": {"k": 4, "in_average": False, "label": "GSM8K", "aliases": []},
+        "tiny_arith": {"k": 4, "in_average": False, "label": "Arithmetic (held-out)", "aliases": []},
     },
     "suites": {
         "paper": [
