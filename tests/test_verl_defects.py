@@ -6,7 +6,8 @@
 * an optimizer step verl skips (non-finite gradient norm) still advanced the policy version;
 * the metric ``actor/m2po/m2po/tau`` had a doubled prefix;
 * behaviour log-probs were computed before verl's ``_balance_batch`` and for batches never trained on;
-* with micro-batches the logged ``m2``, ``m2_after``, ``ess`` were means of per-micro-batch values.
+* with micro-batches the logged ``m2``, ``m2_after``, ``ess`` were means of per-micro-batch values (now every
+  loss metric is the optimizer mini-batch's, and recorded per update).
 
 The trainer-hook tests build ``M2POTrainer`` without Ray (only the attributes the hooked methods use); the
 worker group stands in for the Ray actors with what they return (the real worker runs in
@@ -236,8 +237,13 @@ def test_no_log_prob_pass_for_batches_never_trained_on(tmp_path) -> None:
     assert [step for step, _ in trainer.behaviour_calls] == [g for g in range(1, total + 1) if g + k <= total]
 
 
-def test_a_skipped_optimizer_step_does_not_advance_the_policy_version(tmp_path) -> None:
+def test_a_skipped_optimizer_step_does_not_advance_the_policy_version(tmp_path, monkeypatch) -> None:
+    from m2po.verl_plugin.update_log import read_update_log
+
+    monkeypatch.delenv("VERL_FILE_LOGGER_PATH", raising=False)  # updates.jsonl goes to default_local_dir
     trainer = make_trainer(tmp_path, staleness=4)  # k = 1
+    trainer.global_steps = 0
+    trainer._load_checkpoint()  # what fit does first: no checkpoint, a fresh session in updates.jsonl
     group = trainer.actor_rollout_wg
     for _g, norms in ((2, [1.0, math.nan, 1.0, 1.0]), (3, [1.0, 1.0, math.inf, 1.0]), (4, [1.0] * 4)):
         group.update_metrics.append({"grad_norm": norms, "mfu": [0.0] * 4})
@@ -251,6 +257,12 @@ def test_a_skipped_optimizer_step_does_not_advance_the_policy_version(tmp_path) 
     # generated at step 3, after step 2's 3 taken steps (one of its 4 was skipped), not 4
     assert versions == [0, 0, 3]
     assert out.meta_info["metrics"]["m2po/updates_done"] == 3 + 3 + 4
+    # a skipped mini-batch is no update: no record, and the update count runs on without a gap
+    records = read_update_log(tmp_path / "ckpt" / "updates.jsonl")
+    assert [r["update"] for r in records] == list(range(10))
+    assert [r["minibatch"] for r in records] == [0, 2, 3, 0, 1, 3, 0, 1, 2, 3]
+    assert [r["global_step"] for r in records] == [2] * 3 + [3] * 3 + [4] * 4
+    assert [r["staleness"] for r in records] == [0, 1, 2, 3, 4, 5, 3, 4, 5, 6]  # update − behaviour version
 
 
 def _micro_metrics(name: str, cfg, micro: dict[str, torch.Tensor]):
@@ -259,23 +271,34 @@ def _micro_metrics(name: str, cfg, micro: dict[str, torch.Tensor]):
     return Metric.from_dict(metrics, aggregation=AggregationType.MEAN)
 
 
-def test_minibatch_metrics_are_exact_with_micro_batches(tmp_path) -> None:
-    """m2, m2_after and ess of a mini-batch split into unequal micro-batches: what the trainer logs equals
-    the loss's metrics over the whole mini-batch (the quantities Algorithm 1 thresholded)."""
-    from m2po.losses import m2po_mask
+def test_minibatch_metrics_are_exact_with_micro_batches(tmp_path, monkeypatch) -> None:
+    """Every loss metric of a mini-batch split into 2 ranks × unequal micro-batches: what the M2PO worker
+    reports per optimizer step (and the trainer records per update) equals the loss's metrics over the whole
+    mini-batch (m2/m2_after/ess: the quantities Algorithm 1 thresholded; ratio_max: the maximum, not a mean of
+    micro-batch maxima; fractions: token-weighted; n_tokens: the total)."""
+    from m2po.losses import METRIC_NAMES, m2po_mask
+    from m2po.verl_plugin.update_log import read_update_log
+    from m2po.verl_plugin.workers import minibatch_metrics
 
+    monkeypatch.delenv("VERL_FILE_LOGGER_PATH", raising=False)  # updates.jsonl goes to default_local_dir
     tau = 0.01
     cfg = _actor_config("m2po", tau=tau, mask_scope="minibatch")
-    steps, oracle = [], []
+    outputs, oracle = [], []
     for seed in (3, 4, 5, 6):  # 4 mini-batches = the 4 optimizer updates of one step
-        b = _batch(seed, rows=6)
+        b = _batch(seed, rows=7)
         keep = m2po_mask(b["log_prob"], b["old_log_prob"], b["advantages"], b["response_mask"], tau=tau)
-        cfg.global_batch_info.update(dp_size=1, batch_num_tokens=int(b["response_mask"].sum()), global_batch_size=6)
-        per_micro: dict = {}
-        for rows in (slice(0, 1), slice(1, 6)):  # unequal micro-batches (verl's engine appends each call's)
-            with keep_mask_context(keep[rows]):
-                append_to_dict(per_micro, _micro_metrics("m2po", cfg, {k: v[rows] for k, v in b.items()}))
-        steps.append({k: Metric.aggregate_dp([v]) for k, v in per_micro.items()})  # verl: dp then micro mean
+        cfg.global_batch_info.update(dp_size=1, batch_num_tokens=int(b["response_mask"].sum()), global_batch_size=7)
+        ranks = []
+        for micro_rows in ((slice(0, 1), slice(1, 4)), (slice(4, 6), slice(6, 7))):  # rank 0, rank 1
+            per_micro: dict = {}
+            for rows in micro_rows:  # verl's engine appends each call's metrics
+                with keep_mask_context(keep[rows]):
+                    append_to_dict(per_micro, _micro_metrics("m2po", cfg, {k: v[rows] for k, v in b.items()}))
+            ranks.append(per_micro)
+        gathered = {k: [r[k] for r in ranks] for k in ranks[0]}  # verl's allgather_dict_into_dict over dp
+        out = minibatch_metrics(gathered)
+        assert not any(k.startswith("actor/m2po/sum/") for k in out)
+        outputs.append({k: v for k, v in out.items() if k.startswith("actor/m2po/") and k[11:] in METRIC_NAMES})
         _, whole = get_policy_loss("m2po")(
             b["log_prob"], b["old_log_prob"], b["advantages"], b["response_mask"], tau=tau, keep_mask=keep
         )
@@ -284,15 +307,21 @@ def test_minibatch_metrics_are_exact_with_micro_batches(tmp_path) -> None:
         tr = trust_region(batch)
         sq = batch.log_ratio.square()
         assert whole["m2"] == pytest.approx(float((sq * tr).sum() / tr.sum()))  # hand-computed M2
+        assert whole["ratio_max"] == pytest.approx(float(batch.ratio[batch.mask].max()))
+    assert sum(o["masked_frac"] > 0 for o in oracle) >= 2  # Algorithm 1 does remove tokens here
     metrics: dict = {}
-    for s in steps:
-        append_to_dict(metrics, s)  # what train_mini_batch returns: one value per mini-batch
+    for out in outputs:
+        append_to_dict(metrics, out)  # what train_mini_batch returns: one value per mini-batch
     metrics.update({"grad_norm": [1.0] * 4, "mfu": [0.0] * 4})
+    for name in METRIC_NAMES:
+        assert metrics[f"actor/m2po/{name}"] == pytest.approx([o[name] for o in oracle], rel=1e-5, abs=1e-9), name
     trainer = make_trainer(tmp_path, staleness=0)
     trainer.actor_rollout_wg.update_metrics.append(metrics)
+    trainer.global_steps = 0
+    trainer._load_checkpoint()  # what fit does first: no checkpoint, a fresh session in updates.jsonl
     batch, _ = fit_step(trainer, 1)
-    logged = trainer._update_actor(batch).meta_info["metrics"]
-    for name in ("m2", "m2_after", "ess"):
-        want = [o[name] for o in oracle]
-        got = logged[f"actor/m2po/{name}"]
-        assert list(got) == pytest.approx(want, rel=1e-5), name
+    trainer._update_actor(batch)
+    records = read_update_log(tmp_path / "ckpt" / "updates.jsonl")
+    assert [(r["update"], r["staleness"]) for r in records] == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    for name in METRIC_NAMES:
+        assert [r[name] for r in records] == pytest.approx([o[name] for o in oracle], rel=1e-5, abs=1e-9), name

@@ -61,6 +61,9 @@ class VerlAdapter(Adapter):
                 loss_mode=self.verl_name,
                 mask_scope="minibatch" if call.scope == "minibatch" else "microbatch",
                 dual_clip=self.claims == "grpo" and "clip_ratio_c" in actor,
+                # the case names its aggregation: set it where the plugin reads it, so a loss's own
+                # default (GSPO: seq-mean-token-mean) does not replace it
+                loss_agg_mode=call.loss_agg_mode,
                 loss_params=p,
                 **fields,
             )

@@ -18,30 +18,33 @@ Loss parameters come from the actor config (:func:`resolve_loss_params`); ``roll
 :func:`resolve_agg_mode`'s: a loss whose paper defines one (GSPO's sequence mean) keeps it.
 
 Exact mini-batch metrics. verl averages each metric over the micro-batches and ranks of a mini-batch,
-so a ratio such as ``m2`` (Σ (log r)² / #tokens over the trust region) would be logged as a mean of
-per-micro-batch ratios, not the mini-batch's value that Algorithm 1 thresholded. Every call therefore
-also reports the sums behind ``m2``, ``m2_all``, ``m2_after`` and ``ess`` (``actor/m2po/sum/*``, equally
-averaged by verl), and :func:`exact_minibatch_metrics` (called by the M2PO trainer) turns them back into
-the mini-batch's exact values: the mean of a numerator over the same micro-batches divided by the mean
-of its denominator is the ratio of the sums.
+so a ratio such as ``m2`` (Σ (log r)² / #tokens over the trust region) would be a mean of per-micro-batch
+ratios, not the mini-batch's value that Algorithm 1 thresholded, and ``ratio_max`` a mean of maxima. Every
+call therefore also reports the sums behind ``m2``, ``m2_all``, ``m2_after`` and ``ess``
+(``actor/m2po/sum/*``), and :func:`exact_minibatch_metrics` (called by the M2PO worker once per
+mini-batch on the calls of all ranks) combines the calls exactly: sums of sums, token-weighted sums for
+the metrics over all response tokens, min/max for the ratio extremes, the total token count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import torch
 
-from m2po.losses import get_policy_loss, loss_info
+from m2po.losses import METRIC_NAMES, get_policy_loss, loss_info
 from m2po.losses.common import SUM_METRICS
 
 from .config import policy_loss_settings
 
 __all__ = [
     "KEEP_MASK_KEY",
+    "SUM_PREFIX",
+    "TOKEN_MEAN_METRICS",
     "exact_minibatch_metrics",
     "resolve_agg_mode",
     "M2POLossFn",
@@ -134,8 +137,8 @@ def verl_metrics(name: str, metrics: dict[str, float], dual_clip_frac: float = 0
     """verl's three standard names (``actor/pg_clipfrac``, ``actor/ppo_kl``, ``actor/pg_clipfrac_lower``)
     plus every metric of docs/losses.md as ``actor/m2po/<name>``; a loss's own metrics, already namespaced
     by the loss (``m2po/tau``, ``m2po_released/t``), become ``actor/<namespace>/<name>``. verl averages them
-    over micro-batches and ranks (``AggregationType.MEAN``), so e.g. ``ratio_max`` is a mean of micro-batch
-    maxima; see :func:`exact_minibatch_metrics` for the ratios the M2PO trainer logs exactly."""
+    over micro-batches and ranks (``AggregationType.MEAN``), so e.g. ``ratio_max`` would be a mean of
+    micro-batch maxima; the M2PO worker replaces them by :func:`exact_minibatch_metrics`."""
     out = {
         "actor/pg_clipfrac": float(metrics["clipped_frac"]),
         "actor/ppo_kl": float(metrics["kl_k1"]),
@@ -149,29 +152,49 @@ def verl_metrics(name: str, metrics: dict[str, float], dual_clip_frac: float = 0
 
 #: the sums reported per call, as verl logs them (``actor/m2po/sum/<key>``)
 SUM_PREFIX = "actor/m2po/sum/"
+#: metrics that are means over all response tokens of the call (``n_tokens``): combined token-weighted
+TOKEN_MEAN_METRICS = tuple(
+    name for name in METRIC_NAMES if name not in (*SUM_METRICS, "ess", "ratio_min", "ratio_max", "n_tokens")
+)
 
 
-def exact_minibatch_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Replace ``actor/m2po/{m2, m2_all, m2_after, ess}`` in an update's metrics (verl's per-mini-batch
-    lists, or scalars) by the exact values of each mini-batch, from the ``actor/m2po/sum/*`` entries, which
-    are removed. Each list entry is one mini-batch (an optimizer step); a ratio of two means over the same
-    micro-batches and ranks is the ratio of their sums."""
-    sums = {k[len(SUM_PREFIX) :]: metrics.pop(k) for k in [k for k in metrics if k.startswith(SUM_PREFIX)]}
-    if not sums:
-        return metrics
+def exact_minibatch_metrics(calls: dict[str, Sequence[float]]) -> dict[str, float]:
+    """The metrics of one optimizer mini-batch from those of its loss calls (micro-batches × ranks).
 
-    def per_step(key: str) -> list[float]:
-        v = sums[key]
-        return [float(x) for x in v] if isinstance(v, list | tuple) else [float(v)]
+    ``calls`` maps a metric name of ``m2po.losses`` (``m2``, …, ``n_tokens``) and each sum ``sum/<key>``
+    to one value per call, in the same call order for every key. Returns every metric of
+    ``METRIC_NAMES`` that the calls allow, as the loss would report it for the whole mini-batch: ``m2``,
+    ``m2_all``, ``m2_after`` as ratios of summed sums, ``ess = (Σ r)² / (Σ n · Σ r²)``, ``ratio_min`` /
+    ``ratio_max`` over the calls with tokens, ``n_tokens`` summed, and the other metrics (fractions of
+    response tokens, ``ratio_mean``, ``kl_k1``, ``kl_k3``) weighted by each call's ``n_tokens``."""
+    out: dict[str, float] = {}
 
-    def ratio(num: list[float], den: list[float]) -> list[float]:
-        return [a / b if b > 0 else 0.0 for a, b in zip(num, den, strict=True)]
+    def total(key: str) -> float:
+        return math.fsum(float(v) for v in calls[key])
 
+    def ratio(num: float, den: float) -> float:
+        return num / den if den > 0 else 0.0
+
+    sums = {k[len("sum/") :] for k in calls if k.startswith("sum/")}
     for name, (num, den) in SUM_METRICS.items():
-        metrics[f"actor/m2po/{name}"] = ratio(per_step(num), per_step(den))
-    r, r_sq, n = per_step("r"), per_step("r_sq"), per_step("n_all")
-    metrics["actor/m2po/ess"] = [a * a / (b * c) if b * c > 0 else 0.0 for a, b, c in zip(r, n, r_sq, strict=True)]
-    return metrics
+        if {num, den} <= sums:
+            out[name] = ratio(total(f"sum/{num}"), total(f"sum/{den}"))
+    if {"r", "r_sq", "n_all"} <= sums:
+        r = total("sum/r")
+        out["ess"] = ratio(r * r, total("sum/n_all") * total("sum/r_sq"))
+    if "n_tokens" not in calls:
+        return out
+    tokens = [float(n) for n in calls["n_tokens"]]
+    n = math.fsum(tokens)
+    out["n_tokens"] = n
+    for name in TOKEN_MEAN_METRICS:
+        if name in calls:
+            out[name] = ratio(math.fsum(float(v) * w for v, w in zip(calls[name], tokens, strict=True)), n)
+    for name, pick in (("ratio_min", min), ("ratio_max", max)):
+        if name in calls:
+            values = [float(v) for v, w in zip(calls[name], tokens, strict=True) if w > 0]
+            out[name] = pick(values) if values else math.nan
+    return out
 
 
 def make_verl_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:

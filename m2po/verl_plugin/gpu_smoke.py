@@ -187,57 +187,53 @@ def cpu_smoke(
     return 0
 
 
-def update_staleness(steps: dict[int, dict], updates_per_step: int = 4) -> list[tuple[int, int, int]]:
-    """``(global step, update, staleness)`` of every optimizer update in a verl log (``{step: metrics}``),
-    from the trainer's records: a trained step's updates are the ``n`` before ``m2po/updates_done`` and
-    their staleness runs from ``m2po/staleness_min`` to ``m2po/staleness_max`` in steps of one."""
-    out = []
-    for step, data in sorted(steps.items()):
-        if data.get("m2po/prefill", 1.0) != 0.0:
-            continue
-        done, lo = int(data["m2po/updates_done"]), int(data["m2po/staleness_min"])
-        n = int(data["m2po/staleness_max"]) - lo + 1
-        if n != updates_per_step:
-            raise ValueError(f"step {step}: {n} updates logged, expected {updates_per_step}")
-        out.extend((step, done - n + j, lo + j) for j in range(n))
-    return out
-
-
-def check(metrics: Path, ckpt: Path, staleness: int, updates_per_step: int = 4) -> list[tuple[int, int, int]]:
+def check(metrics: Path, ckpt: Path, staleness: int, updates_per_step: int = 4) -> list[dict]:
     """The run trained every update at the staleness :class:`m2po.staleness.StalenessSchedule` prescribes
-    and saved its queue with verl's checkpoints; prints one line per trained step. ``metrics`` is the
-    run's ``metrics.jsonl`` (earlier sessions of a resumed run, ``metrics.session-*.jsonl``, are read too)."""
+    and saved its queue with verl's checkpoints; prints one line per trained step and returns the update
+    records. ``metrics`` is the run's ``metrics.jsonl`` (earlier sessions of a resumed run,
+    ``metrics.session-*.jsonl``, are read too); the per-update records are ``updates.jsonl`` next to it."""
     from m2po.staleness import StalenessSchedule
 
     from .tidy import METRICS_FILE, read_metrics, read_run_metrics
+    from .update_log import UPDATES_LOG, read_update_log
 
     steps = read_run_metrics(metrics.parent) if metrics.name == METRICS_FILE else read_metrics(metrics)
     schedule = StalenessSchedule(staleness, updates_per_step)
     k = schedule.prefill_batches
     problems = []
+    trained = []
     for step, data in sorted(steps.items()):
         if "m2po/prefill" in data and (data["m2po/prefill"] == 1.0) != (step <= k):
             problems.append(f"step {step}: prefill={data['m2po/prefill']}, expected {float(step <= k)}")
-        if step > k and data.get("m2po/prefill") == 0.0 and "actor/m2po/m2" not in data:
-            problems.append(f"step {step}: no actor/m2po/* metrics (is the plugin's loss in use?)")
-    updates = update_staleness(steps, updates_per_step)
-    by_step: dict[int, list[tuple[int, int]]] = {}
-    for step, update, stale in updates:
-        by_step.setdefault(step, []).append((update, stale))
-        if stale != schedule.expected_staleness(update):
-            problems.append(f"step {step}: update {update} has staleness {stale}, expected "
-                            f"{schedule.expected_staleness(update)}")  # fmt: skip
-    if not updates:
-        problems.append("no training step was logged")
+        if step > k and data.get("m2po/prefill") == 0.0:
+            trained.append(step)
+            if "actor/m2po/m2" not in data:
+                problems.append(f"step {step}: no actor/m2po/* metrics (is the plugin's loss in use?)")
+    log = metrics.parent / UPDATES_LOG
+    records = read_update_log(log) if log.exists() else []
+    if not records:
+        problems.append(f"no update was recorded in {log}")
+    if [r["update"] for r in records] != list(range(len(records))):
+        problems.append(f"update indices are not 0..{len(records) - 1}: {[r['update'] for r in records]}")
+    by_step: dict[int, list[dict]] = {}
+    for r in records:
+        by_step.setdefault(r["global_step"], []).append(r)
+        want = schedule.expected_staleness(r["update"])
+        if r["staleness"] != want or r["staleness"] != r["update"] - r["behaviour_version"]:
+            problems.append(f"update {r['update']}: staleness {r['staleness']} (behaviour version "
+                            f"{r['behaviour_version']}), expected {want}")  # fmt: skip
+    for step in trained:
+        if len(by_step.get(step, [])) != updates_per_step:
+            problems.append(f"step {step}: {len(by_step.get(step, []))} update records, expected {updates_per_step}")
     if not sorted(ckpt.glob("global_step_*/" + QUEUE_MANIFEST)):
         problems.append(f"no global_step_*/{QUEUE_MANIFEST} under {ckpt}")
     if problems:
         sys.exit("smoke check FAILED:\n  " + "\n  ".join(problems))
-    for step, rows in by_step.items():
-        first, last = rows[0][0], rows[-1][0]
-        print(f"global step {step}: updates {first}-{last}, staleness {', '.join(str(s) for _, s in rows)}")
-    print(f"smoke check OK: {len(updates)} updates at exact staleness, queue saved with the checkpoints")
-    return updates
+    for step, rows in sorted(by_step.items()):
+        first, last = rows[0]["update"], rows[-1]["update"]
+        print(f"global step {step}: updates {first}-{last}, staleness {', '.join(str(r['staleness']) for r in rows)}")
+    print(f"smoke check OK: {len(records)} updates at exact staleness, queue saved with the checkpoints")
+    return records
 
 
 def main(argv: list[str] | None = None) -> None:

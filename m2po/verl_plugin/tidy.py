@@ -1,44 +1,53 @@
-"""verl's ``metrics.jsonl`` → the run directory's tidy logs (ARCHITECTURE.md contracts 2 and 3).
+"""A verl run's logs → the run directory's tidy logs (ARCHITECTURE.md contracts 2 and 3).
 
     python -m m2po.verl_plugin.tidy results/paper/runs/<run_id>
 
-A verl run (:mod:`m2po.verl_plugin.launch`) logs through verl's file logger to ``<out>/metrics.jsonl``
-(``VERL_FILE_LOGGER_PATH``): one line ``{"step": <global step>, "data": {<verl metric>: value}}`` per
-step, plus one for the validation before training (step 0). :func:`tidy_run` turns it into
+A verl run (:mod:`m2po.verl_plugin.launch`) writes two logs into its run directory: verl's file logger
+writes ``metrics.jsonl`` (``VERL_FILE_LOGGER_PATH``: one line ``{"step": <global step>, "data": {<verl
+metric>: value}}`` per step, plus one for the validation before training, step 0), and
+:class:`~m2po.verl_plugin.trainer.M2POTrainer` writes ``updates.jsonl``, one record per optimizer update
+(:mod:`m2po.verl_plugin.update_log`). :func:`tidy_run` turns them into
 
-* ``updates.csv`` with the tiny engine's columns (``m2po.engine.loop.UPDATE_COLUMNS``);
+* ``updates.csv`` with the tiny engine's columns (``m2po.engine.loop.UPDATE_COLUMNS``), from
+  ``updates.jsonl``;
 * ``evals.csv`` with the verl columns ``update, benchmark, avg_at_k, ci_low, ci_high, k, n_problems,
-  n_timeouts`` (what :func:`m2po.analysis.accuracy` reads);
+  n_timeouts`` (what :func:`m2po.analysis.accuracy` reads), from ``metrics.jsonl``;
 * ``tokens.csv``: the header only (verl logs no per-token sample; Fig. 4b needs the tiny engine's).
 
-**Granularity.** verl reduces the ``n`` optimizer updates of a step (``n = 4`` mini-batches in the paper)
-into one value per metric before logging, so per-update values are gone. ``updates.csv`` therefore has
-**one row per training step, placed at the step's last update**: ``update = updates_done − 1`` (0-based,
-``updates_done`` counted after the step, so training step ``i`` → update ``i·n + n − 1``), and
-``step = update // n`` (0-based training step, as in the tiny engine). Every metric is the step's value
-as verl reduced it (:func:`verl.utils.metric.reduce_metrics`: mean over micro-batches, ranks and the
-step's updates; e.g. ``ratio_max`` is a mean of micro-batch maxima). ``staleness`` and
-``behaviour_version`` are those of the row's update, from :class:`~m2po.verl_plugin.trainer.M2POTrainer`'s
-records: ``staleness = m2po/staleness_max`` (the last update of the step is ``s + n − 1`` updates old in
-steady state), so ``staleness = update − behaviour_version`` exactly as in the tiny engine. Prefill steps
-(``m2po/prefill = 1``: generation only) make no row. A plain verl run (no ``m2po/*`` keys) counts ``n``
-updates per step with training metrics and leaves ``staleness``/``behaviour_version`` empty.
+**Granularity: one row per optimizer update.** ``update`` is the global 0-based index of the update
+(updates verl skipped for a non-finite gradient norm are not updates and make no row), ``step`` the
+0-based training step whose rollout batch it trained on (prefill steps, which only generate, are not
+training steps), i.e. ``update // n`` with ``n`` updates per step unless verl skipped one;
+``behaviour_version`` the number of updates the policy that generated the batch had made and
+``staleness = update − behaviour_version``, both from the trainer's queue. The loss metrics
+(``m2po.losses.METRIC_NAMES``: ``m2``, ``m2_after``, ``masked_frac``, the ratio statistics, ``kl_*``,
+``ess``, ``n_tokens``, …) are the exact values of the update's optimizer mini-batch over all its micro-batches
+and data-parallel ranks (:func:`m2po.verl_plugin.adapter.exact_minibatch_metrics`); ``loss`` and
+``grad_norm`` are verl's values for that optimizer step, ``lr`` the learning rate it used. Two columns
+exist once per step and are repeated on each of the step's rows: ``reward_mean`` (the rollout batch's
+mean score over its non-aborted responses, verl's ``critic/score/mean``) and ``entropy`` (the
+token-mean entropy of the batch under the policy that computed its log-probs: the behaviour policy,
+or the proximal one for ``decoupled_ppo``).
+
+A run without ``updates.jsonl`` whose ``metrics.jsonl`` has training steps (written before per-update
+records existed, or not by the M2PO trainer) fails with a message saying so: verl's step averages cannot
+be split into updates, and a table mixing per-step and per-update rows would mislead the figures.
 
 **Evaluations.** verl's validation metric ``val-{core,aux}/<data_source>/<var>/mean@<k>`` (``var`` =
 ``acc`` from our reward function, else ``score``/``reward``; the largest ``k``) becomes one ``evals.csv``
 row per data source: ``avg_at_k`` = the mean accuracy over ``k`` samples per problem, ``k``, and
 ``update`` = the number of updates the validated policy has made (the validation runs after the step's
 update; step 0 is the initial policy). ``ci_low``, ``ci_high``, ``n_problems`` and ``n_timeouts`` are not
-in verl's log and stay empty (the offline ``m2po eval`` of the checkpoints fills them).
-
-Columns verl does not log (e.g. ``n_tokens``: verl keeps a per-micro-batch mean, not the update's total)
-are empty cells; keys this module does not know are ignored. A step logged twice keeps the later values.
+in verl's log and stay empty (the offline ``m2po eval`` of the checkpoints fills them). A step logged
+twice keeps the later values.
 
 **Resumed runs.** verl 0.9.1's ``FileLogger`` opens the file with ``"wb"``, so a resumed run would
 *truncate* ``metrics.jsonl``. The launcher therefore renames an existing one to
 ``metrics.session-<k>.jsonl`` (:func:`rotate_metrics`) before it starts verl again, and
 :func:`read_run_metrics` reads every session in order, then ``metrics.jsonl``. A validation line at a
 resumed step without training keys takes its update count from the next step's ``m2po/updates_done``.
+``updates.jsonl`` is append-only across sessions; a resumed session's marker discards the records of the
+updates it redoes (:func:`m2po.verl_plugin.update_log.read_update_log`).
 """
 
 from __future__ import annotations
@@ -55,48 +64,32 @@ from typing import Any
 
 from m2po.engine.loop import TOKEN_COLUMNS, UPDATE_COLUMNS
 from m2po.engine.rundir import atomic_write_bytes, format_value
-from m2po.losses import METRIC_NAMES
+
+from .update_log import UPDATES_LOG, MetricsFormatError, read_update_log
 
 __all__ = [
     "EVAL_COLUMNS",
     "METRICS_FILE",
+    "UPDATES_LOG",
+    "MetricsFormatError",
+    "eval_records",
+    "eval_rows",
     "metrics_files",
+    "read_metrics",
     "read_run_metrics",
     "rotate_metrics",
-    "UPDATE_KEYS",
-    "MetricsFormatError",
-    "eval_rows",
-    "read_metrics",
-    "tidy_records",
     "tidy_run",
+    "update_rows",
 ]
 
 METRICS_FILE = "metrics.jsonl"
 #: the verl runs' evaluation columns (ARCHITECTURE.md §3)
 EVAL_COLUMNS = ["update", "benchmark", "avg_at_k", "ci_low", "ci_high", "k", "n_problems", "n_timeouts"]
 
-#: updates.csv column -> verl metric keys, first present wins (update/step/staleness/behaviour_version
-#: are computed, see the module docstring)
-UPDATE_KEYS: dict[str, tuple[str, ...]] = {
-    "reward_mean": ("critic/score/mean", "critic/rewards/mean"),
-    "loss": ("actor/loss", "actor/pg_loss"),
-    **{name: (f"actor/m2po/{name}",) for name in METRIC_NAMES if name != "n_tokens"},
-    "entropy": ("actor/entropy",),
-    "grad_norm": ("actor/grad_norm",),
-    "lr": ("actor/lr",),
-}
-# verl's standard names as fallbacks (a run with one of verl's own losses)
-UPDATE_KEYS["clipped_frac"] += ("actor/pg_clipfrac",)
-UPDATE_KEYS["kl_k1"] += ("actor/ppo_kl",)
-
 #: keys that mark a step in which the actor was updated (for logs without ``m2po/prefill``)
 _TRAIN_MARKERS = ("actor/loss", "actor/pg_loss", "actor/grad_norm")
 _VAL_KEY = re.compile(r"^val-(?:core|aux)/(?P<source>.+)/(?P<var>[^/]+)/mean@(?P<k>\d+)$")
 _VAL_VARS = ("acc", "score", "reward")  # preference order
-
-
-class MetricsFormatError(ValueError):
-    """A line of ``metrics.jsonl`` is not verl's ``{"step": int, "data": {...}}``."""
 
 
 def read_metrics(path: str | Path) -> dict[int, dict[str, Any]]:
@@ -176,14 +169,6 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
-def _first(data: dict[str, Any], keys: tuple[str, ...]) -> float | None:
-    for key in keys:
-        v = _num(data.get(key))
-        if v is not None:
-            return v
-    return None
-
-
 def _as_int(value: float | None) -> int | None:
     return int(round(value)) if value is not None and math.isfinite(value) else None
 
@@ -220,29 +205,16 @@ def eval_rows(data: dict[str, Any], update: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def tidy_records(
-    steps: dict[int, dict[str, Any]], updates_per_step: int = 4
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(updates rows, evals rows)`` from :func:`read_metrics`'s ``{step: metrics}`` (module docstring)."""
+def eval_records(steps: dict[int, dict[str, Any]], updates_per_step: int = 4) -> list[dict[str, Any]]:
+    """``evals.csv`` rows from :func:`read_metrics`'s ``{step: metrics}`` (module docstring)."""
     order = sorted(steps)
-    updates: list[dict[str, Any]] = []
     evals: list[dict[str, Any]] = []
     done = 0  # optimizer updates made so far
     for idx, g in enumerate(order):
         data = steps[g]
         known = _as_int(_num(data.get("m2po/updates_done")))
         if _is_training(data):
-            n = _updates_per_step(data, updates_per_step)
-            done = known if known is not None else done + n
-            update = done - 1
-            row: dict[str, Any] = {
-                "update": update,
-                "step": update // n,
-                "staleness": _as_int(_num(data.get("m2po/staleness_max"))),
-                "behaviour_version": _as_int(_num(data.get("m2po/behaviour_version"))),
-            }
-            row.update({col: _first(data, keys) for col, keys in UPDATE_KEYS.items()})
-            updates.append({c: row.get(c) for c in UPDATE_COLUMNS})
+            done = known if known is not None else done + _updates_per_step(data, updates_per_step)
         elif known is not None:  # a prefill step
             done = known
         elif idx + 1 < len(order) and order[idx + 1] == g + 1:
@@ -253,7 +225,13 @@ def tidy_records(
             if nxt_done is not None:
                 done = nxt_done - (_updates_per_step(nxt, updates_per_step) if _is_training(nxt) else 0)
         evals.extend(eval_rows(data, done))
-    return updates, evals
+    return evals
+
+
+def update_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``updates.csv`` rows (``UPDATE_COLUMNS``) from :func:`~m2po.verl_plugin.update_log.read_update_log`'s
+    records; a column a record lacks is an empty cell."""
+    return [{c: record.get(c) for c in UPDATE_COLUMNS} for record in records]
 
 
 def _csv_bytes(columns: list[str], rows: list[dict[str, Any]]) -> bytes:
@@ -267,11 +245,29 @@ def _csv_bytes(columns: list[str], rows: list[dict[str, Any]]) -> bytes:
 
 def tidy_run(out_dir: str | Path, updates_per_step: int = 4) -> None:
     """Write ``updates.csv``, ``evals.csv`` and a header-only ``tokens.csv`` into ``out_dir`` from its
-    ``metrics.jsonl`` (each file replaced atomically). ``updates_per_step`` is used only when the log has
-    no ``m2po/staleness_min/max`` to infer it from (the paper's runs: 256 / 64 = 4)."""
+    ``updates.jsonl`` and ``metrics.jsonl`` (each file replaced atomically; nothing written on error).
+    ``updates_per_step`` is used only for an evaluation whose log has no ``m2po/staleness_min/max`` to
+    infer it from (the paper's runs: 256 / 64 = 4)."""
     out = Path(out_dir)
-    steps = read_run_metrics(out)
-    updates, evals = tidy_records(steps, updates_per_step)
+    log = out / UPDATES_LOG
+    if not log.exists() and not metrics_files(out):
+        raise FileNotFoundError(
+            f"{out} holds neither {UPDATES_LOG} nor {METRICS_FILE}: a verl run writes them when launched with "
+            f"`python -m m2po.verl_plugin.launch` (the M2PO trainer; VERL_FILE_LOGGER_PATH, trainer.logger 'file')"
+        )
+    steps = read_run_metrics(out) if metrics_files(out) else {}
+    if log.exists():
+        updates = update_rows(read_update_log(log))
+    elif trained := [g for g, data in sorted(steps.items()) if _is_training(data)]:
+        raise MetricsFormatError(
+            f"{log} does not exist, but {out / METRICS_FILE} logs training steps ({trained[0]}..{trained[-1]}): "
+            "updates.csv has one row per optimizer update, which only the M2PO trainer's updates.jsonl records "
+            "(metrics.jsonl holds verl's step averages); this run was made without it (an older m2po, or not "
+            "through `python -m m2po.verl_plugin.main`/`launch`)"
+        )
+    else:
+        updates = []
+    evals = eval_records(steps, updates_per_step)
     atomic_write_bytes(out / "updates.csv", _csv_bytes(UPDATE_COLUMNS, updates))
     atomic_write_bytes(out / "evals.csv", _csv_bytes(EVAL_COLUMNS, evals))
     atomic_write_bytes(out / "tokens.csv", _csv_bytes(TOKEN_COLUMNS, []))
@@ -279,7 +275,7 @@ def tidy_run(out_dir: str | Path, updates_per_step: int = 4) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m m2po.verl_plugin.tidy", description=__doc__.split("\n\n")[0])
-    p.add_argument("out_dir", type=Path, help="the run directory holding metrics.jsonl")
+    p.add_argument("out_dir", type=Path, help="the run directory holding updates.jsonl and metrics.jsonl")
     p.add_argument("--updates-per-step", type=int, default=4, help="n, if the log does not show it (default 4)")
     args = p.parse_args(argv)
     try:

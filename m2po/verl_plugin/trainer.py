@@ -16,11 +16,14 @@ The subclass changes no line of verl's ``fit`` loop; it hooks methods the loop a
 * ``_update_actor``: no update during the ``k = s/n`` prefill steps ("the first k iterations only
   generate", PAPER.md §4); the rollout weights are still refreshed by the loop. After an update, the
   policy version advances by the optimizer steps verl took (a step skipped for a non-finite gradient
-  norm does not count).
+  norm does not count), and one record per update goes to ``updates.jsonl``
+  (:mod:`m2po.verl_plugin.update_log`; before verl saves the step's checkpoint).
 * ``_save_checkpoint`` / ``_load_checkpoint``: the queue's manifest (references to the batch files in
   ``m2po.queue_dir``) is saved as ``global_step_<N>/m2po_stale_queue.json`` next to verl's ``actor/``
   folder *before* verl writes its tracker file; once the tracker names the new checkpoint, the batch files
   only older checkpoints referred to are deleted. Only the latest checkpoint can be resumed from.
+  ``_load_checkpoint`` (called once when ``fit`` starts) also marks the start of a session in
+  ``updates.jsonl``, which discards the records of updates the resumed session redoes.
 
 Reward: verl's agent loop scores each response at generation time; the reward is a pure function of the
 response and the ground truth, so the value is the one the paper computes at pop time. Advantages (GRPO,
@@ -45,9 +48,9 @@ from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
 from m2po.config import ConfigError
 
-from .adapter import exact_minibatch_metrics
 from .buffer import META_STALENESS, META_VERSION, QUEUE_MANIFEST, StaleRolloutBuffer
 from .config import stale_settings, updates_per_batch
+from .update_log import UpdateLog, update_log_path, update_records
 
 __all__ = ["M2POTrainer"]
 
@@ -83,6 +86,13 @@ class M2POTrainer(RayPPOTrainer):
         )
         self._m2po_prefill_step = False
         self._m2po_mfu: float | None = None
+        self._m2po_entropy: float | None = None
+        # one writer per run, like verl's metrics file: the driver (in the CPU mode every rank runs the
+        # driver loop; rank 0 writes)
+        rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
+            torch.distributed.get_rank() == 0
+        )
+        self._m2po_update_log = UpdateLog(update_log_path(config.trainer.default_local_dir)) if rank0 else None
         # the run as planned (lr schedule, which batches will be trained on) vs where this session stops
         self._m2po_planned_steps = getattr(self, "total_training_steps", None)
         stop = s["stop_at_step"]
@@ -140,17 +150,22 @@ class M2POTrainer(RayPPOTrainer):
 
     def _compute_old_log_prob(self, batch: DataProto):  # type: ignore[override]
         if self._m2po["proximal"] and not self._m2po_prefill_step:
-            return super()._compute_old_log_prob(batch)
-        entropys = batch.batch.pop("entropys")
-        out = DataProto.from_dict(tensors={"old_log_probs": batch.batch["old_log_probs"], "entropys": entropys})
-        return out, self._m2po_mfu
+            out, mfu = super()._compute_old_log_prob(batch)
+        else:
+            entropys = batch.batch.pop("entropys")
+            out = DataProto.from_dict(tensors={"old_log_probs": batch.batch["old_log_probs"], "entropys": entropys})
+            mfu = self._m2po_mfu
+        mask = batch.batch["response_mask"].to(out.batch["entropys"].dtype)
+        self._m2po_entropy = float((out.batch["entropys"] * mask).sum() / mask.sum().clamp(min=1))
+        return out, mfu
 
     def _update_actor(self, batch: DataProto) -> DataProto:
         if self._m2po_prefill_step:
             return DataProto.from_single_dict(data={}, meta_info={"metrics": {}})
         output = super()._update_actor(batch)
-        metrics = exact_minibatch_metrics(output.meta_info["metrics"])
+        metrics = output.meta_info["metrics"]
         buffer = self._m2po_buffer
+        first_update = buffer.updates_done
         norms = metrics.get("actor/grad_norm")
         attempted = buffer.updates_per_batch
         if norms is not None:  # one per optimizer step; verl skips a step whose norm is not finite
@@ -162,7 +177,27 @@ class M2POTrainer(RayPPOTrainer):
         buffer.record_updates(taken, attempted)
         metrics["m2po/updates_done"] = float(buffer.updates_done)
         metrics["m2po/updates_skipped"] = float(buffer.updates_skipped)
+        if self._m2po_update_log is not None and META_VERSION in batch.meta_info:
+            self._m2po_log_updates(batch, metrics, first_update, attempted)
         return output
+
+    def _m2po_log_updates(self, batch: DataProto, metrics: dict, first_update: int, attempted: int) -> None:
+        """Append the step's per-update records to ``updates.jsonl`` (one write, before the checkpoint)."""
+        scores = batch.batch["token_level_scores"] if "token_level_scores" in batch.batch.keys() else None
+        reward_mean = None
+        if scores is not None:  # verl's critic/score/mean: responses that were not aborted (length > 0)
+            answered = batch.batch["response_mask"].sum(-1) > 0
+            reward_mean = float(scores.sum(-1)[answered].mean()) if bool(answered.any()) else None
+        records = update_records(
+            metrics,
+            first_update=first_update,
+            behaviour_version=int(batch.meta_info[META_VERSION]),
+            step=self.global_steps - self._m2po_buffer.schedule.prefill_batches - 1,
+            global_step=self.global_steps,
+            updates_per_step=attempted,
+            step_values={"reward_mean": reward_mean, "entropy": self._m2po_entropy},
+        )
+        self._m2po_update_log.append(records)
 
     # -- checkpoints -----------------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
@@ -175,6 +210,12 @@ class M2POTrainer(RayPPOTrainer):
             self._m2po_buffer.commit(manifest)
 
     def _load_checkpoint(self):  # type: ignore[override]
+        result = self._m2po_restore()
+        if self._m2po_update_log is not None:
+            self._m2po_update_log.start_session(self._m2po_buffer.updates_done, self.global_steps)
+        return result
+
+    def _m2po_restore(self):
         result = super()._load_checkpoint()
         if self.global_steps <= 0:
             return result

@@ -14,6 +14,14 @@ optimizer mini-batch, on all data-parallel ranks, before the first micro-batch's
 2. :class:`M2POLossFn` wraps verl's ``ppo_loss``: it exposes each micro-batch's ``m2po_keep_mask`` to the
    ``m2po`` policy loss (:func:`m2po.verl_plugin.adapter.keep_mask_context`).
 
+Per-update metrics (for every loss and both scopes). After verl's ``train_batch`` (one optimizer step),
+the rank holding outputs has every loss call's metrics of the mini-batch, all ranks' micro-batches
+(verl all-gathers them): :func:`minibatch_metrics` replaces ``actor/m2po/<metric>`` by the mini-batch's
+exact value (:func:`m2po.verl_plugin.adapter.exact_minibatch_metrics`) and drops the ``sum/*`` helpers, and
+``update_lr`` records the learning rate this optimizer step used (verl logs ``lr`` only after its
+scheduler steps, once per step). verl's ``train_mini_batch`` then lists one value per mini-batch, which
+the trainer writes to ``updates.jsonl`` (:mod:`m2po.verl_plugin.update_log`).
+
 Cost: one extra forward pass per optimizer update (≈ +1/3 of the update's FLOPs, no activation memory)
 plus two small all_gathers (mask.py). The mask is computed from the no-grad pass's log-probs, which equal
 the training forward's up to kernel nondeterminism (bf16 micro-batch packing may differ).
@@ -33,11 +41,52 @@ from verl.utils.device import get_device_id
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 from verl.workers.utils.padding import no_padding_2_padding
 
-from .adapter import KEEP_MASK_KEY, M2POLossFn
+from .adapter import KEEP_MASK_KEY, SUM_PREFIX, M2POLossFn, exact_minibatch_metrics
 from .config import policy_loss_settings
 from .mask import distributed_m2po_mask
 
-__all__ = ["KEEP_MASK_KEY", "M2POActorRolloutRefWorker", "M2POLossFn", "M2POTrainingWorker", "minibatch_tau"]
+__all__ = [
+    "KEEP_MASK_KEY",
+    "M2POActorRolloutRefWorker",
+    "M2POLossFn",
+    "M2POTrainingWorker",
+    "minibatch_metrics",
+    "minibatch_tau",
+]
+
+_LOSS_PREFIX = "actor/m2po/"
+
+
+def _call_values(value: Any) -> list[float]:
+    """One value per loss call from a metric as verl's ``train_batch`` returns it: a list over the
+    data-parallel ranks (all-gathered) of ``Metric`` objects holding one value per micro-batch, or one
+    ``Metric`` (no data-parallel group)."""
+    from verl.utils.metric.utils import Metric
+
+    parts = value if isinstance(value, list) else [value]
+    out: list[float] = []
+    for part in parts:
+        if isinstance(part, Metric):
+            out.extend(float(v) for v in part.values)
+        else:
+            out.append(float(part))
+    return out
+
+
+def minibatch_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` of one optimizer mini-batch (verl's ``train_batch`` output) with ``actor/m2po/<metric>``
+    replaced by the mini-batch's exact values and the ``actor/m2po/sum/*`` helpers removed."""
+    calls = {k[len(_LOSS_PREFIX) :]: _call_values(v) for k, v in metrics.items() if k.startswith(_LOSS_PREFIX)}
+    exact = exact_minibatch_metrics(calls)
+    out = {k: v for k, v in metrics.items() if not k.startswith(SUM_PREFIX)}
+    out.update({f"{_LOSS_PREFIX}{name}": value for name, value in exact.items()})
+    return out
+
+
+def current_lr(engine: Any) -> float | None:
+    """The learning rate of the engine's optimizer (first parameter group), if it exposes one."""
+    groups = getattr(getattr(engine, "optimizer", None), "param_groups", None)
+    return float(groups[0]["lr"]) if groups else None
 
 
 def minibatch_tau(actor_config: Any) -> float | None:
@@ -62,7 +111,14 @@ class M2POTrainingWorker(TrainingWorker):
         tau = minibatch_tau(getattr(self.loss_fn, "actor_config", None))
         if tau is not None:
             self.attach_keep_mask(data, tau)
-        return super().train_batch(data)
+        lr = current_lr(self.engine)  # the scheduler steps after the step's last mini-batch
+        output = super().train_batch(data)
+        if output is not None:  # the ranks holding outputs (all of them with FSDP)
+            metrics = minibatch_metrics(tu.get(output, "metrics"))
+            if lr is not None:
+                metrics["update_lr"] = lr
+            tu.assign_non_tensor(output, metrics=metrics)
+        return output
 
     def _minibatch_log_probs(self, data: TensorDict) -> torch.Tensor:
         """No-grad log-probs of the mini-batch's response tokens, ``[rows, max_response_len]``."""
