@@ -4,7 +4,7 @@
 # make lint      : ruff on the code, tests, benchmarks, figures and workflow
 # make unit      : the tests only
 # make bench     : benchmarks (not part of the tests)
-# make reproduce : the whole tiny study: data -> training grid -> figures -> report
+# make reproduce : the whole tiny study: data -> training grid -> evaluation -> figures -> report
 # make clean     : remove .venv and results/
 PYTHON ?= python3
 VENV   ?= .venv
@@ -39,7 +39,7 @@ test: lint unit
 bench: $(STAMP)
 	$(PY) -m bench
 
-# The whole tiny study on this machine: data -> training grid -> figures -> report.
+# The whole tiny study on this machine: data -> training grid -> evaluation -> figures -> report.
 reproduce: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --profile workflow/profiles/tiny
 	@echo "report: results/tiny/report.md (and report.html)"
