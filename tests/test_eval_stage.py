@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,6 +144,13 @@ def test_benchmarks_csv_matches_the_graded_samples(tiny_run, tmp_path):
     assert main(_stage_cmd(run, data, "--memo", str(tmp_path / "verdicts"))) == 0
     assert stamps == {c.name: (run / "eval" / c.name / "run.json").stat().st_mtime_ns for c in ckpts}
     assert _rows(run / "benchmarks.csv") == rows
+    # the evaluation of a best checkpoint the run has since replaced is left out of benchmarks.csv
+    stale = run / "eval" / "u000002"
+    shutil.copytree(run / "eval" / ckpts[-1].name, stale)
+    (stale / "benchmarks.csv").write_text((stale / "benchmarks.csv").read_text().replace("\n12,", "\n2,"))
+    assert main(["eval-run", "--run", str(run), "--collect"]) == 0
+    assert _rows(run / "benchmarks.csv") == rows
+    shutil.rmtree(stale)
 
 
 @pytest.mark.slow

@@ -263,11 +263,27 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def collect(run: Path) -> Path:
-    """``<run>/benchmarks.csv`` from every finished checkpoint evaluation under ``<run>/eval/``, by update."""
+    """``<run>/benchmarks.csv`` from every finished checkpoint evaluation under ``<run>/eval/``, by update.
+
+    A tiny run's evaluation counts only while its checkpoint is still the run's, same bytes: the trainer
+    replaces ``best_model-u*.pt`` when a better evaluation comes, and a run trained again writes new files.
+    A verl checkpoint's evaluation counts even after the checkpoint was deleted (to free disk)."""
+    from .backends.base import fingerprint
+
+    current = {c.name: c for c in find_checkpoints(run)}
     rows: list[dict[str, Any]] = []
     for part in sorted((run / "eval").glob(f"*/{BENCHMARKS_CSV}")):
-        if (part.parent / STAGE_JSON).exists():
-            rows += read_rows(part)
+        stamp = part.parent / STAGE_JSON
+        if not stamp.exists():
+            continue
+        name = part.parent.name
+        if not _STEP.match(name):
+            ckpt = current.get(name)
+            graded = json.loads(stamp.read_text())["settings"]["checkpoint"]
+            if ckpt is None or fingerprint(ckpt.path) != graded:
+                print(f"{run.name}: eval/{name} graded a checkpoint the run no longer has: left out", file=sys.stderr)
+                continue
+        rows += read_rows(part)
     if not rows:
         raise UserError("no finished checkpoint evaluation", run / "eval", "evaluate the run first (m2po eval-run)")
     rows.sort(key=lambda r: int(r["update"]))  # stable: benchmarks keep their suite order
