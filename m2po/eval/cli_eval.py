@@ -25,6 +25,7 @@ _RANGES = (
     ("workers", 0, False, "0 uses one per core"),
     ("threads", 0, False, "0 uses torch's default"),
     ("tensor_parallel_size", 1, False, "e.g. --tensor-parallel-size 1"),
+    ("max_model_len", 1, False, "e.g. --max-model-len 4096 (prompt + response)"),
     ("timeout", 0, True, "e.g. --timeout 10"),
     ("temperature", 0, False, "the paper samples at 1.0"),
     ("top_p", 0, True, "a number in (0, 1]; the paper uses 1.0"),
@@ -96,6 +97,7 @@ def add_protocol_arguments(
     p.add_argument("--threads", type=int, default=1, help="hf on CPU: torch threads while generating (0: torch's)")
     p.add_argument("--dtype", default="float32", help="hf: torch dtype; vllm: dtype (default bfloat16 there)")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
+    p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length (default: the model's)")
     p.add_argument("--suites", default=None, help="suite spec YAML (default: eval/suites.yaml)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     p.add_argument("--sleep-between-batches", type=float, default=0.0, help=argparse.SUPPRESS)  # tests only
@@ -117,6 +119,8 @@ def eval_config(args: argparse.Namespace, model: str, out: Path, update: int | N
         }
     elif args.backend == "vllm":
         backend_kwargs = {"tensor_parallel_size": args.tensor_parallel_size}
+        if args.max_model_len:
+            backend_kwargs["max_model_len"] = args.max_model_len
         if args.dtype != "float32":
             backend_kwargs["dtype"] = args.dtype
     extraction = args.extraction or ("tiny" if args.backend == "tiny" else "boxed")

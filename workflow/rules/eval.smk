@@ -58,15 +58,17 @@ else:
         model = parse_run_id(wc.run_id).model
         return int((EVAL.get("model_gpus") or {}).get(model) or EVAL.get("gpus", 1))
 
-    def eval_response_length(wc):
-        """The model's response length (data.max_response_length of workflow/verl/m2po_model/<model>.yaml)."""
+    def model_lengths(wc):
+        """(prompt, response) lengths the model trained with: data.max_prompt_length / max_response_length of
+        workflow/verl/m2po_model/<model>.yaml (Qwen2.5-Math-7B: 1536 + 2560)."""
         from pathlib import Path
 
         import yaml
 
         models = Path(workflow.main_snakefile).parent / "workflow" / "verl" / "m2po_model"
         group = yaml.safe_load((models / f"{parse_run_id(wc.run_id).model.lower()}.yaml").read_text()) or {}
-        return int((group.get("data") or {}).get("max_response_length", 2560))
+        data = group.get("data") or {}
+        return int(data.get("max_prompt_length", 1536)), int(data.get("max_response_length", 2560))
 
     # One GPU job per checkpoint: verl's model merger -> vLLM on the eight benchmarks -> graded -> merged
     # weights deleted. A re-run evaluates only the checkpoints (and, within one, the samples) still missing.
@@ -86,11 +88,12 @@ else:
             runtime=int(EVAL.get("runtime", 360)),
         params:
             protocol=eval_protocol(),
-            max_new_tokens=eval_response_length,
+            max_new_tokens=lambda wc: model_lengths(wc)[1],
+            max_model_len=lambda wc: sum(model_lengths(wc)),
         shell:
             "m2po eval-run --run {RES}/runs/{wildcards.run_id} --step {wildcards.step} --backend vllm "
             "--data {RES}/data --tensor-parallel-size {resources.gpus} --max-new-tokens {params.max_new_tokens} "
-            "{params.protocol} --no-progress > {log} 2>&1"
+            "--max-model-len {params.max_model_len} {params.protocol} --no-progress > {log} 2>&1"
 
     rule benchmarks:
         input:
