@@ -21,6 +21,9 @@ each forking token two plausible alternatives (entropy about 0.6-0.7 nats at cor
 entropy of the top-20 % "forking" tokens of LLM chains of thought, arXiv 2506.01939), rather than
 spreading mass over every digit.
 
+Determinism: a cached warm start is always trained with ONE torch thread (reductions split across
+threads give a different model, and the cache key cannot know the caller's thread count).
+
 Caching: many training processes start in parallel and must share ONE warm start, so
 ``warm_start`` keys the checkpoint by a hash of the configs, takes an exclusive ``fcntl.flock``
 on ``<path>.lock`` (the first process trains, the others block and then reuse the file) and
@@ -336,7 +339,12 @@ def warm_start(
         try:
             if path.exists():  # another process trained it while we waited
                 return path
-            model, metrics = train_sft(sft_config, task_config, log_every=log_every)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # the cache key has no thread count: one thread, one model
+            try:
+                model, metrics = train_sft(sft_config, task_config, log_every=log_every)
+            finally:
+                torch.set_num_threads(threads)
             ckpt: dict[str, Any] = {
                 "model_config": dataclasses.asdict(model.config),
                 "state_dict": model.state_dict(),
