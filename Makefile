@@ -1,6 +1,6 @@
 # make test      : build .venv from nothing (CPU torch 2.13.0), lint, run the tests
 # make bench     : benchmarks (not part of the tests)
-# make reproduce : the whole tiny study (arrives with the pipeline issue)
+# make reproduce : the whole tiny study (PROFILE=tiny-stress: its sensitivity analysis)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -32,9 +32,11 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 # The whole tiny study on this machine: data -> training grid -> figures -> report.
+# PROFILE=tiny-stress runs the pre-registered sensitivity study (the same grid, gradient clipping off).
+PROFILE ?= tiny
 reproduce: $(STAMP)
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --profile workflow/profiles/tiny
-	@echo "report: results/tiny/report.md (and report.html)"
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --profile workflow/profiles/$(PROFILE)
+	@echo "report: results/$(PROFILE)/report.md (and report.html)"
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .ruff_cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["losses", "sampler", "engine", "hf_sampler", "grading"]
+BENCHES = ["losses", "sampler", "engine", "hf_sampler", "grading", "worker"]
 
 
 def main() -> None:
