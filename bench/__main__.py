@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["losses", "sampler", "engine", "hf_sampler", "grading", "queue"]
+BENCHES = ["losses", "sampler", "engine", "hf_sampler", "grading", "queue", "worker"]
 
 
 def main() -> None:
