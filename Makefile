@@ -5,6 +5,7 @@
 # make unit      : the tests only
 # make bench     : benchmarks (not part of the tests)
 # make reproduce : the whole tiny study: data -> training grid -> evaluation -> figures -> report
+#                  (PROFILE=tiny-stress: its sensitivity analysis, gradient clipping off)
 # make clean     : remove .venv and results/
 PYTHON ?= python3
 VENV   ?= .venv
@@ -40,9 +41,11 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 # The whole tiny study on this machine: data -> training grid -> evaluation -> figures -> report.
+# PROFILE=tiny-stress runs the pre-registered sensitivity study (the same grid, gradient clipping off).
+PROFILE ?= tiny
 reproduce: $(STAMP)
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --profile workflow/profiles/tiny
-	@echo "report: results/tiny/report.md (and report.html)"
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --profile workflow/profiles/$(PROFILE)
+	@echo "report: results/$(PROFILE)/report.md (and report.html)"
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .ruff_cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["losses", "sampler", "engine", "hf_sampler", "grading", "eval_stage", "queue"]
+BENCHES = ["losses", "sampler", "engine", "hf_sampler", "grading", "eval_stage", "queue", "worker"]
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from .errors import UserError, from_os_error
 #: subcommand -> module exposing ``add_arguments(parser)`` and ``run(args) -> int``
 SUBCOMMANDS = {
     "train": ("m2po.engine.cli", "Train one run with the embedded engine (tiny model or a HF causal LM)."),
+    "train-worker": ("m2po.engine.worker", "Train many runs in one process: `m2po train-worker --jobs JSON|@FILE`."),
     "data": ("m2po.data.cli", "Build datasets: `m2po data build [--datasets ...] [--offline DIR] --out DIR`."),
     "eval": ("m2po.eval.cli_eval", "Generate k samples per problem, grade them, and report avg@k / pass@k."),
     "eval-run": ("m2po.eval.cli_stage", "Evaluate a training run's checkpoints (the pipeline's eval stage)."),

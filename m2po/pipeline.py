@@ -42,11 +42,12 @@ def _models(block: dict[str, Any], config: dict[str, Any]) -> list[str]:
 def expand_grid(config: dict[str, Any]) -> list[RunSpec]:
     """Every run of the profile, deduplicated, in a stable order.
 
-    Each block of ``config["grid"]`` is {methods, staleness, models (list or "all"), taus (optional)}.
+    Each block of ``config["grid"]`` is {methods, staleness, models (list or "all"), taus (optional),
+    seeds (optional: the block's own seeds instead of ``config["seeds"]``)}.
     """
-    seeds = config["seeds"]
     runs: set[RunSpec] = set()
     for name, block in config["grid"].items():
+        seeds = block.get("seeds", config["seeds"])
         unknown = set(block["methods"]) - set(available_losses())
         if unknown:
             raise ValueError(
@@ -76,3 +77,67 @@ def train_overrides(spec: RunSpec, config: dict[str, Any]) -> list[str]:
     for key, value in overrides.items():
         out.append(f"{key}={value}")
     return out
+
+
+def warm_start_overrides(model: str, config: dict[str, Any]) -> list[str]:
+    """``--set`` overrides that build the warm start every run of ``model`` uses (the same task,
+    warm-start and rollout keys as its runs, so the cache key matches)."""
+    return train_overrides(RunSpec(model, "grpo", 0, 0), config)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Runs of one model trained one after the other by one ``m2po train-worker`` process."""
+
+    name: str
+    model: str
+    runs: tuple[RunSpec, ...]
+    cost: float  #: estimated CPU seconds
+
+
+def run_cost(spec: RunSpec, config: dict[str, Any]) -> float:
+    """Estimated CPU seconds of one run from the profile's measured ``cost`` block:
+    ``{per_update: {model: s}, per_prefill_batch: {model: s}, per_run: s}`` (the stale warm-up
+    generates ``staleness / mini_batches`` extra batches). Without a cost block every run costs 1."""
+    cost = config.get("cost") or {}
+    if not cost:
+        return 1.0
+    updates = int(_setting(config, spec.model, "run.total_updates", 320))
+    mini = int(_setting(config, spec.model, "algo.mini_batches", 4))
+    return (
+        cost["per_update"][spec.model] * updates
+        + cost.get("per_prefill_batch", {}).get(spec.model, 0.0) * spec.staleness / mini
+        + cost.get("per_run", 0.0)
+    )
+
+
+def _setting(config: dict[str, Any], model: str, key: str, default: Any) -> Any:
+    merged = {**(config.get("train_overrides") or {}), **(config.get("model_overrides") or {}).get(model, {})}
+    return merged.get(key, default)
+
+
+def plan_shards(config: dict[str, Any], runs: list[RunSpec] | None = None) -> list[Shard]:
+    """The grid cut into worker shards, in the order they should start (highest priority first).
+
+    Longest runs first (LPT), cut by guided self-scheduling: each shard takes about
+    ``remaining cost / (2 x workers)`` (at least one run), so early shards are large (few process
+    starts) and the last ones small (the cores finish together). ``workers`` is
+    ``config["workers"]`` (default 2). Shards never mix models: each waits for its own warm start.
+    """
+    runs = expand_grid(config) if runs is None else runs
+    workers = int(config.get("workers", 2))
+    costs = {r: run_cost(r, config) for r in runs}
+    order = sorted(runs, key=lambda r: (-costs[r], r.model, r.method, r.staleness, r.seed, r.tau or 0.0))
+    total = sum(costs.values())
+    pending = {m: [r for r in order if r.model == m] for m in sorted({r.model for r in order})}
+    shards: list[Shard] = []
+    while total > 0 and any(pending.values()):
+        model = max(pending, key=lambda m: (costs[pending[m][0]] if pending[m] else -1.0, m))
+        target = total / (2 * workers)
+        taken: list[RunSpec] = []
+        while pending[model] and (not taken or sum(costs[r] for r in taken) + costs[pending[model][0]] <= target):
+            taken.append(pending[model].pop(0))
+        cost = sum(costs[r] for r in taken)
+        total -= cost
+        shards.append(Shard(f"{model}-{sum(sh.model == model for sh in shards):02d}", model, tuple(taken), cost))
+    return shards

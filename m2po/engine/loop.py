@@ -25,7 +25,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +79,15 @@ class ProblemStream:
     seed: int
     epoch: int = 0
     position: int = 0
+    _shuffled: tuple[int, list[int]] | None = field(default=None, repr=False, compare=False)
 
     def _order(self) -> list[int]:
-        order = list(range(len(self.problems)))
-        random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
-        return order
+        """This epoch's permutation, shuffled once per epoch (not per batch)."""
+        if self._shuffled is None or self._shuffled[0] != self.epoch:
+            order = list(range(len(self.problems)))
+            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
+            self._shuffled = (self.epoch, order)
+        return self._shuffled[1]
 
     def take(self, n: int) -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
@@ -262,15 +266,17 @@ class Trainer:
         g = torch.Generator().manual_seed(self.cfg.run.seed * 7_919 + self.update)
         pick = idx[torch.randperm(idx.numel(), generator=g)[: self.cfg.run.token_sample]].sort().values
         ratio = torch.exp(log_prob.reshape(-1) - batch["behaviour_log_probs"][rows].reshape(-1))
-        for i in pick.tolist():
-            self.tokens_log.append(
+        self.tokens_log.extend(
+            [
                 {
                     "update": self.update,
                     "ratio": float(ratio[i]),
                     "entropy": float(entropy.reshape(-1)[i]),
                     "advantage": float(adv[rows].reshape(-1)[i]),
                 }
-            )
+                for i in pick.tolist()
+            ]
+        )
 
     def _train_step(self) -> None:
         n = self.cfg.algo.mini_batches
@@ -300,20 +306,30 @@ class Trainer:
 
     def _evaluate(self) -> dict[str, Any]:
         problems = self.run.eval_problems[: self.cfg.run.eval_problems]
+        k = self.cfg.run.eval_samples
         prompts = self.policy.encode_prompts([p["question"] for p in problems])
         gen = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + self.update + 7)
         max_new = self.cfg.rollout.max_new_tokens
-        sampled = self.policy.generate(prompts, max_new, 1.0, gen)
-        greedy = self.policy.generate(prompts, max_new, 1.0, gen, greedy=True)
-        s = [self.run.reward(t, p["answer"]) for t, p in zip(sampled.response_texts, problems, strict=True)]
-        g = [self.run.reward(t, p["answer"]) for t, p in zip(greedy.response_texts, problems, strict=True)]
+        sampled = self.policy.generate([p for p in prompts for _ in range(k)], max_new, 1.0, gen)
+        answers = [p["answer"] for p in problems for _ in range(k)]
+        s = [self.run.reward(t, a) for t, a in zip(sampled.response_texts, answers, strict=True)]
+        greedy_acc = math.nan
+        if self.cfg.run.eval_greedy:
+            greedy = self.policy.generate(prompts, max_new, 1.0, gen, greedy=True)
+            g = [self.run.reward(t, p["answer"]) for t, p in zip(greedy.response_texts, problems, strict=True)]
+            greedy_acc = sum(g) / len(g)
         acc = sum(s) / len(s)
+        if k == 1:
+            se = math.sqrt(acc * (1 - acc) / len(s))
+        else:  # s.e. over problems of the per-problem mean of k samples
+            per_problem = torch.tensor(s, dtype=torch.float64).view(-1, k).mean(1)
+            se = float(per_problem.std() / math.sqrt(len(problems))) if len(problems) > 1 else math.nan
         row = {
             "update": self.update,
             "benchmark": self.run.benchmark,
             "sampled_acc": acc,
-            "sampled_acc_se": math.sqrt(acc * (1 - acc) / len(s)),
-            "greedy_acc": sum(g) / len(g),
+            "sampled_acc_se": se,
+            "greedy_acc": greedy_acc,
             "n_problems": len(s),
         }
         self.evals_log.append(row)

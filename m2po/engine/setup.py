@@ -11,8 +11,8 @@ import torch
 
 from .model import MODEL_SIZES, TinyTransformer
 from .policy import Policy, TinyPolicy
-from .sft import SFT_PRESETS, load_checkpoint, load_warm_start, warm_start
-from .task import ArithmeticTask, generate_problems, reward
+from .sft import load_checkpoint, load_warm_start, sft_preset, warm_start
+from .task import ArithmeticTask, generate_problems, reward_function
 from .train_config import TrainConfig
 
 
@@ -44,7 +44,7 @@ def build_run(cfg: TrainConfig) -> RunSetup:
         "device": "cpu",
     }
     if cfg.warm_start.enabled:
-        sft = SFT_PRESETS[cfg.model.size]
+        sft = sft_preset(cfg.model.size, task)
         overrides = {
             k: v
             for k, v in (("steps", cfg.warm_start.steps), ("corrupt_frac", cfg.warm_start.corrupt_frac))
@@ -59,4 +59,4 @@ def build_run(cfg: TrainConfig) -> RunSetup:
         model = TinyTransformer(MODEL_SIZES[cfg.model.size])
     model.train()
     manifest["model"] = {"kind": "tiny", "size": cfg.model.size, "parameters": model.num_parameters()}
-    return RunSetup(TinyPolicy(model), train, test, reward, "tiny_arith", manifest)
+    return RunSetup(TinyPolicy(model), train, test, reward_function(task), "tiny_arith", manifest)

@@ -9,6 +9,21 @@ decoding is then (near) perfect while temperature-1 sampling is right only about
 ``(1 - corrupt_frac) ** n_digits`` of the time: a policy that RL can visibly sharpen, which is
 the regime where staleness effects show.
 
+Where the noise goes decides where the policy's entropy lives. For the ``"worked"`` task format
+(``task.py``) only the COLUMN SUMS are corrupted: each column's sum slips by -1 or +1 with
+probability ``corrupt_frac`` (half each; a slip below 0 goes up instead), and the carries and the
+answer are rewritten to follow the slipped trace. Copied operand digits, '+', '=', separators,
+carries and the answer stay exact given what precedes them, so the warm-start policy is
+near-deterministic on them and uncertain only at the computations -- the LLM regime, where most
+chain-of-thought tokens are low-entropy and a minority of "forking" tokens carry the entropy, and
+where an early mistake propagates to a wrong but self-consistent answer. Off-by-one slips give
+each forking token two plausible alternatives (entropy about 0.6-0.7 nats at corrupt_frac 0.2, the
+entropy of the top-20 % "forking" tokens of LLM chains of thought, arXiv 2506.01939), rather than
+spreading mass over every digit.
+
+Determinism: a cached warm start is always trained with ONE torch thread (reductions split across
+threads give a different model, and the cache key cannot know the caller's thread count).
+
 Caching: many training processes start in parallel and must share ONE warm start, so
 ``warm_start`` keys the checkpoint by a hash of the configs, takes an exclusive ``fcntl.flock``
 on ``<path>.lock`` (the first process trains, the others block and then reuse the file) and
@@ -25,6 +40,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +51,14 @@ from tqdm.auto import tqdm
 from ..fileio import atomic_torch_save
 from .model import MODEL_SIZES, TinyModelConfig, TinyTransformer, sequence_log_probs
 from .sampler import left_pad, sample
-from .task import ArithmeticTask, generate_problems, reward
+from .task import (
+    ArithmeticTask,
+    generate_problems,
+    max_response_tokens,
+    operand_width,
+    reward_function,
+    worked_solution,
+)
 from .tokenizer import CharTokenizer
 
 #: Bump when the training procedure changes in a way the configs do not capture: it is part of
@@ -57,7 +80,7 @@ class SFTConfig:
     corrupt_frac: float = 0.15  # per answer digit: replaced by a different random digit
     seed: int = 0
     eval_samples: int = 4  # temperature-1 samples per held-out problem for the stored metrics
-    max_new_tokens: int = 6
+    max_new_tokens: int = 6  # raised to the task's longest response when that is longer
 
     def __post_init__(self) -> None:
         if self.size not in MODEL_SIZES:
@@ -77,8 +100,25 @@ class SFTConfig:
 #: ~3 min budget. Addition only: with subtraction the 0.1M model needed ~2x the steps.
 SFT_PRESETS: dict[str, SFTConfig] = {
     "0.1M": SFTConfig(size="0.1M"),
+    "0.3M": SFTConfig(size="0.3M", steps=1000, lr=2e-3),  # not calibrated on this task: its worked recipe
     "1M": SFTConfig(size="1M", steps=1000, batch_size=64, lr=1e-3),
 }
+
+#: Presets for the ``"worked"`` task format (the tiny study's task), calibrated in
+#: docs/tiny_protocol.md ("Warm start") on criteria of the warm-start policy only.
+WORKED_SFT_PRESETS: dict[str, SFTConfig] = {
+    "0.1M": SFTConfig(size="0.1M", corrupt_frac=0.2),
+    "0.3M": SFTConfig(size="0.3M", steps=1000, lr=2e-3, corrupt_frac=0.2),
+    "1M": SFTConfig(size="1M", steps=1000, batch_size=64, lr=1e-3, corrupt_frac=0.2),
+}
+
+
+def sft_preset(size: str, task_config: ArithmeticTask) -> SFTConfig:
+    """The calibrated warm start of a model size for the task's response format."""
+    presets = WORKED_SFT_PRESETS if task_config.response_format == "worked" else SFT_PRESETS
+    if size not in presets:
+        raise ValueError(f"no warm-start preset for model size {size!r}; use one of {sorted(presets)}")
+    return presets[size]
 
 
 def config_hash(sft_config: SFTConfig, task_config: ArithmeticTask) -> str:
@@ -139,7 +179,54 @@ class _SFTBatches:
 
 #: Seconds per SFT step on one core of the dev machine, from the calibration above (51 s / 1200
 #: steps, 146 s / 1000 steps): only for the "about N min" a warm start announces.
-SECONDS_PER_STEP = {"0.1M": 0.043, "1M": 0.146}
+SECONDS_PER_STEP = {"0.1M": 0.043, "0.3M": 0.117, "1M": 0.146}
+
+
+class _WorkedSFTBatches:
+    """Teacher-forcing batches of the ``"worked"`` format with slipped column sums (module docstring).
+
+    Every problem's responses under every slip pattern (each column -1, 0 or +1: 3**width
+    variants) are tokenised once; a draw picks a problem and a pattern, column by column.
+    Same layout as :class:`_SFTBatches`.
+    """
+
+    def __init__(self, problems: list[dict[str, str]], tok: CharTokenizer, width: int) -> None:
+        self.width = width
+        self.prompt_ids, self.prompt_mask = left_pad([tok.encode_prompt(p["question"]) for p in problems], tok.pad_id)
+        patterns = [tuple((v // 3**i) % 3 - 1 for i in range(width)) for v in range(3**width)]
+        targets = []
+        for p in problems:
+            a, b = (int(x) for x in p["question"][:-1].split("+"))
+            targets.append([[*tok.encode(_slipped(a, b, width, slips)), tok.eos_id] for slips in patterns])
+        longest = max(len(t) for variants in targets for t in variants)
+        self.target_ids = torch.full((len(problems), len(patterns), longest), tok.pad_id, dtype=torch.long)
+        self.target_mask = torch.zeros((len(problems), len(patterns), longest), dtype=torch.bool)
+        for i, variants in enumerate(targets):
+            for j, t in enumerate(variants):
+                self.target_ids[i, j, : len(t)] = torch.tensor(t)
+                self.target_mask[i, j, : len(t)] = True
+
+    def draw(
+        self, batch_size: int, corrupt_frac: float, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        idx = torch.randint(len(self.prompt_ids), (batch_size,), generator=gen)
+        u = torch.rand((batch_size, self.width), generator=gen)
+        slip = torch.where(u < corrupt_frac / 2, -1, torch.where(u < corrupt_frac, 1, 0))
+        variant = ((slip + 1) * 3 ** torch.arange(self.width)).sum(-1)
+        ids = torch.cat([self.prompt_ids[idx], self.target_ids[idx, variant]], dim=1)
+        mask = torch.cat([self.prompt_mask[idx], self.target_mask[idx, variant]], dim=1)
+        return ids, mask, self.prompt_ids.shape[1]
+
+
+def _slipped(a: int, b: int, width: int, slips: tuple[int, ...]) -> str:
+    """``worked_solution`` with the slips; a -1 slip that would make a column sum negative goes +1."""
+    slips = list(slips)
+    for i in range(width):
+        try:
+            worked_solution(a, b, width, tuple(slips[: i + 1]))
+        except ValueError:
+            slips[i] = 1
+    return worked_solution(a, b, width, tuple(slips))
 
 
 def train_sft(
@@ -156,7 +243,10 @@ def train_sft(
     model_cfg = dataclasses.replace(MODEL_SIZES[sft_config.size], vocab_size=tok.vocab_size)
     model = TinyTransformer(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=sft_config.lr, weight_decay=sft_config.weight_decay)
-    batches = _SFTBatches(train, tok)
+    if task_config.response_format == "worked":
+        batches: _SFTBatches | _WorkedSFTBatches = _WorkedSFTBatches(train, tok, operand_width(task_config))
+    else:
+        batches = _SFTBatches(train, tok)
     model.train()
     loss_val = float("nan")
     bar = None
@@ -198,7 +288,8 @@ def train_sft(
         n_samples=sft_config.eval_samples,
         greedy=True,
         generator=eval_gen,
-        max_new_tokens=sft_config.max_new_tokens,
+        max_new_tokens=max(sft_config.max_new_tokens, max_response_tokens(task_config)),
+        reward_fn=reward_function(task_config),
     )
     metrics.update(final_loss=loss_val, train_seconds=train_s, total_seconds=time.perf_counter() - t0)
     return model, metrics
@@ -213,10 +304,13 @@ def evaluate(
     generator: torch.Generator | None = None,
     max_new_tokens: int = 6,
     batch_size: int = 1024,
+    reward_fn: Callable[[str, str], float] | None = None,
 ) -> dict[str, float]:
     """Held-out accuracy: ``sampled_acc`` (mean reward of ``n_samples`` temperature-1 samples
     per problem), ``sampled_acc_se`` (standard error over problems of the per-problem mean) and
-    ``greedy_acc``. Metrics not requested (n_samples=0, greedy=False) are NaN."""
+    ``greedy_acc``. Metrics not requested (n_samples=0, greedy=False) are NaN. ``reward_fn``
+    defaults to the exact-answer reward of the "answer" format."""
+    reward = reward_fn or reward_function(ArithmeticTask())
     if n_samples > 0 and generator is None:
         raise ValueError("sampled accuracy needs a torch.Generator")
     prompts = [tokenizer.encode_prompt(p["question"]) for p in problems]
@@ -284,7 +378,12 @@ def warm_start(
                     file=sys.stderr,
                     flush=True,
                 )
-            model, metrics = train_sft(sft_config, task_config, log_every=log_every, progress=progress)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # the cache key has no thread count: one thread, one model
+            try:
+                model, metrics = train_sft(sft_config, task_config, log_every=log_every, progress=progress)
+            finally:
+                torch.set_num_threads(threads)
             ckpt: dict[str, Any] = {
                 "model_config": dataclasses.asdict(model.config),
                 "state_dict": model.state_dict(),

@@ -28,7 +28,7 @@ class ModelSection:
     kind: Literal["tiny", "hf"] = option(
         "tiny", "Policy backend: the embedded tiny transformer or a Hugging Face causal LM."
     )
-    size: str = option("0.1M", "Tiny model preset (m2po.engine.model.MODEL_SIZES): '0.1M' or '1M'.")
+    size: str = option("0.1M", "Tiny model preset (m2po.engine.model.MODEL_SIZES): '0.1M', '0.3M' or '1M'.")
     hf_path: str | None = option(
         None, "kind=hf: a local model directory or GGUF file (offline), or a hub id where the hub is reachable."
     )
@@ -57,6 +57,11 @@ class TaskSection:
     n_train: int = option(8000, "Number of training problems.")
     n_test: int = option(500, "Number of held-out problems (evaluation draws from these).")
     max_operand: int = option(99, "Largest operand of the 2-operand +/- problems.")
+    format: Literal["answer", "worked"] = option(
+        "answer",
+        "Response format (m2po.engine.task): 'answer' = the bare sum; 'worked' = a column-by-column worked "
+        "solution, then the sum (the tiny study's task; needs rollout.max_new_tokens >= 20).",
+    )
     dataset: str | None = option(
         None, "Train on this parquet file in the project's dataset schema instead (e.g. GSM8K for kind=hf)."
     )
@@ -64,7 +69,10 @@ class TaskSection:
 
     def arithmetic_task(self) -> ArithmeticTask:
         """The tiny arithmetic task these keys describe (used when no ``dataset`` is given)."""
-        return ArithmeticTask(seed=self.seed, n_train=self.n_train, n_test=self.n_test, max_operand=self.max_operand)
+        return ArithmeticTask(
+            seed=self.seed, n_train=self.n_train, n_test=self.n_test, max_operand=self.max_operand,
+            response_format=self.format,
+        )  # fmt: skip
 
     def validate(self) -> None:
         for key in ("n_train", "n_test"):
@@ -222,6 +230,10 @@ class RunSection:
     total_updates: int = option(320, "Optimizer updates to make (a multiple of algo.mini_batches).")
     eval_every: int = option(20, "Evaluate on the held-out set every this many updates (and at 0 and the end).")
     eval_problems: int = option(200, "Held-out problems per evaluation.")
+    eval_samples: int = option(
+        1, "Temperature-1 samples per held-out problem per evaluation (k); the s.e. is over problems."
+    )
+    eval_greedy: bool = option(True, "Also decode greedily at each evaluation (greedy_acc; NaN when off).")
     checkpoint_every: int = option(40, "Write a checkpoint every this many updates (a multiple of mini_batches).")
     threads: int = option(1, "torch CPU threads; fixed so that results are bit-for-bit reproducible.")
     queue_in_memory: int = option(8, "Rollout batches of the stale queue kept in RAM; older ones spill to disk.")
@@ -280,6 +292,21 @@ class TrainConfig:
         ):
             if value < 1 or value % n:
                 raise ConfigError(key, f"must be a positive multiple of algo.mini_batches={n}, got {value}")
+        if self.run.eval_samples < 1:
+            raise ConfigError("run.eval_samples", f"must be >= 1 sample per problem, got {self.run.eval_samples}")
+        if self.model.kind == "tiny" and self.task.dataset is None:
+            from .task import ArithmeticTask, max_response_tokens
+
+            shape = ArithmeticTask(
+                n_train=0, n_test=0, max_operand=self.task.max_operand, response_format=self.task.format
+            )
+            need = max_response_tokens(shape)
+            if self.rollout.max_new_tokens < need:
+                raise ConfigError(
+                    "rollout.max_new_tokens",
+                    f"{self.rollout.max_new_tokens} cannot hold the longest response of task.format="
+                    f"{self.task.format!r} ({need} tokens with EOS); set rollout.max_new_tokens={need}",
+                )
         rows = self.rollout.prompts_per_batch * self.rollout.group_size
         if rows % (n * self.algo.micro_batches):
             raise ConfigError(

@@ -115,7 +115,7 @@ def extract_answer(response: str, mode: str = "boxed") -> str | None:
     if mode == "tiny":  # the tiny arithmetic task's own final answer (what its reward compares)
         from ..engine.task import final_answer
 
-        return final_answer(response)
+        return final_answer(response) or None
     if mode == "math_verify":
         parsed = _parse_pred_full(response, _soft_timeout())
         return str(parsed[-1]) if parsed else None

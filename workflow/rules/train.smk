@@ -1,46 +1,73 @@
-# One job per run of the grid. The tiny engine trains in-process on a CPU; the paper profile
-# launches verl (Ray, FSDP, vLLM) through the m2po verl plugin on GPU nodes.
+# One job per run of the grid (the paper profile launches verl through the m2po verl plugin on GPU
+# nodes), or, for the tiny engine, one job per shard of runs trained in-process on a CPU.
 
 if config["engine"] == "tiny":
+    # Tiny runs take seconds, so each job is a SHARD: `m2po train-worker` trains several runs in one
+    # process (one import, one warm-start load). m2po.pipeline.plan_shards cuts the grid longest runs
+    # first, large shards early and small ones last; the priorities make the scheduler follow that order.
+    import json as _json
+
+    from m2po.pipeline import plan_shards, warm_start_overrides
+
+    SHARDS = plan_shards(config, RUNS)
 
     rule warm_start:
         output:
-            f"{RES}/cache/warm_start-{{model}}.done",
+            done=f"{RES}/cache/warm_start-{{model}}.done",
+            regime=f"{RES}/regime/warm_start-{{model}}.json",
         log:
             f"{RES}/logs/warm_start/{{model}}.log",
         benchmark:
             f"{RES}/benchmarks/warm_start/{{model}}.tsv"
         threads: 1
+        priority: 100
         params:
-            overrides=" ".join(
-                f"--set '{k}={v}'" for k, v in (config.get("train_overrides") or {}).items() if k.startswith("warm_start.")
+            jobs=lambda wc, output: _json.dumps(
+                [
+                    {
+                        "warm_start_only": True,
+                        "overrides": [*warm_start_overrides(wc.model, config), f"warm_start.cache_dir={RES}/cache"],
+                        "regime_out": output.regime,
+                    }
+                ]
             ),
         shell:
-            "m2po train --warm-start-only --set model.size={wildcards.model} "
-            "--set warm_start.cache_dir={RES}/cache {params.overrides} > {log} 2>&1 && touch {output}"
+            "m2po train-worker --jobs {params.jobs:q} > {log} 2>&1 && touch {output.done}"
 
-    rule train:
-        input:
-            data=f"{RES}/data/manifest.done",
-            warm=lambda wc: f"{RES}/cache/warm_start-{parse_run_id(wc.run_id).model}.done",
-        output:
-            updates=f"{RES}/runs/{{run_id}}/updates.csv",
-            evals=f"{RES}/runs/{{run_id}}/evals.csv",
-            tokens=f"{RES}/runs/{{run_id}}/tokens.csv",
-        log:
-            f"{RES}/logs/train/{{run_id}}.log",
-        benchmark:
-            f"{RES}/benchmarks/train/{{run_id}}.tsv"
-        threads: config.get("threads_per_run", 1)
-        resources:
-            mem_mb=1500,
-        params:
-            overrides=lambda wc: " ".join(
-                f"--set '{o}'" for o in train_overrides(parse_run_id(wc.run_id), config)
-            ),
-        shell:
-            "m2po train --out {RES}/runs/{wildcards.run_id} --resume auto "
-            "--set warm_start.cache_dir={RES}/cache --set run.threads={threads} {params.overrides} > {log} 2>&1"
+    for _i, _shard in enumerate(SHARDS):
+
+        rule:
+            name:
+                f"train_{_shard.name}"
+            input:
+                data=f"{RES}/data/manifest.done",
+                warm=f"{RES}/cache/warm_start-{_shard.model}.done",
+            output:
+                [f"{RES}/runs/{r.run_id}/{f}" for r in _shard.runs for f in ("updates.csv", "evals.csv", "tokens.csv")],
+            log:
+                f"{RES}/logs/train/{_shard.name}.log",
+            benchmark:
+                f"{RES}/benchmarks/train/{_shard.name}.tsv"
+            threads: config.get("threads_per_run", 1)
+            priority: len(SHARDS) - _i
+            resources:
+                mem_mb=1500,
+            params:
+                jobs=_json.dumps(
+                    [
+                        {
+                            "out": f"{RES}/runs/{r.run_id}",
+                            "overrides": [
+                                *train_overrides(r, config),
+                                f"warm_start.cache_dir={RES}/cache",
+                                f"run.threads={config.get('threads_per_run', 1)}",
+                            ],
+                        }
+                        for r in _shard.runs
+                    ]
+                ),
+            shell:
+                "m2po train-worker --jobs {params.jobs:q} > {log} 2>&1"
 
 else:
 
