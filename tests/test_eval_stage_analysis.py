@@ -92,6 +92,24 @@ def test_table1_cells_are_the_best_checkpoints_mean_with_their_interval(tree):
     assert cell["Avg"].mean == pytest.approx(100 * avg.mean())
     assert cell["Avg"].best_update == "8,24" and cell["Avg"].n == 2
     md = benchmark_table_markdown(t, LABELS).splitlines()
-    assert md[0] == "| Model | Method | s | " + " | ".join(LABEL) + " | Avg | Best update(s) | Seeds |"
+    assert md[0] == "| Model | Method | s | " + " | ".join(LABEL) + " | Avg | Selected update(s) | Seeds |"
     assert md[2].startswith(f"| {MODEL} | M2PO | 16 | 35.0 [")  # AIME24: seed 0 at 8 (30 %), seed 1 at 24 (40 %)
     assert md[3] == "|  | *paper: M2PO* | 256 | 33.3 | 17.5 | 63.8 | 40.6 | 84.0 | 38.1 | 66.4 | 47.1 | 48.8 |  |  |"
+
+
+def test_a_tiny_runs_kept_checkpoint_is_the_selected_one_even_when_another_grades_higher(tmp_path):
+    """Selection by the in-training evaluation (the checkpoint the run kept), measurement by the stage: the
+    final checkpoint grading higher does not make it the peak (docs/tiny_protocol.md §8)."""
+    cells = {("0.1M", "grpo_notr", 16, None): SynthCell([0.1, 0.5, 0.3, 0.2], seeds=(0,))}
+    (run,) = write_synthetic_runs(tmp_path / "runs", cells)
+    rows = [_row(8, "tiny_arith", 0.40, 0.02), _row(24, "tiny_arith", 0.45, 0.02)]
+    rows[0]["checkpoint"], rows[1]["checkpoint"] = "checkpoints/best_model-u000008.pt", "final_model.pt"
+    _write(run, rows)
+    tables = load_runs(tmp_path / "runs", warn=False)
+    per_run = per_run_accuracy(accuracy(tables.evals, tables.benchmarks)).iloc[0]
+    assert (per_run["peak_update"], per_run["peak"]) == (8, pytest.approx(0.40))
+    assert (per_run["final_update"], per_run["final"]) == (24, pytest.approx(0.45))
+    t = build_benchmark_table(tables, [("grpo_notr", 16)])
+    avg = t[t["benchmark"] == "Avg"].iloc[0]
+    assert avg["mean"] == pytest.approx(40.0) and avg["best_update"] == "8"
+    assert (avg["lo"], avg["hi"]) == (pytest.approx(35.0), pytest.approx(45.0))  # the stage's own interval

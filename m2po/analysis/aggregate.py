@@ -15,7 +15,10 @@ Conventions (used by every figure, table and claim):
 * **Smoothing** (noisy per-update metrics only, never accuracy): a centred rolling mean over
   ``window`` consecutive updates within each run, ``min_periods = 1`` (no lag, ends use fewer points).
 * **Peak / final accuracy** of a run: its best / last evaluation (the paper reports the best
-  checkpoint), among the evaluation stage's checkpoints when the stage graded the run. A cell (model,
+  checkpoint). Where the evaluation stage graded the run, among its checkpoints, and "best" is the
+  **selected checkpoint** (:func:`selected_checkpoint`): the one the run kept for its best in-training
+  evaluation (a tiny run's ``best_model-u*.pt``; selection and measurement then use different samples,
+  docs/tiny_protocol.md §8), else the graded checkpoint with the best Avg (the paper's rule). A cell (model,
   method, s, τ) reports the mean over seeds and the s.e. max(seed s.e., evaluation s.e. / √n), so one seed
   still carries its evaluation noise.
 * **Steady-state mean** of a per-update metric (clipping ratio, M2, KL): the mean over the updates
@@ -60,7 +63,9 @@ def paper_benchmarks() -> dict[str, str]:
     return {alias: name for name, aliases in table.items() for alias in (name, *aliases)}
 
 
-ACC_COLUMNS = [*META_COLUMNS, "update", "acc", "acc_se", "acc_lo", "acc_hi", "n_benchmarks", "source"]
+ACC_COLUMNS = [*META_COLUMNS, "update", "acc", "acc_se", "acc_lo", "acc_hi", "n_benchmarks", "source", "checkpoint"]
+#: the file name of the checkpoint a tiny run keeps for its best in-training evaluation (m2po.engine.rundir)
+SELECTED_BY_TRAINING = "best_model-u"
 
 
 def accuracy(evals: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -99,9 +104,19 @@ def stage_accuracy(benchmarks: pd.DataFrame) -> pd.DataFrame:
             se = math.sqrt(float((members["se"] ** 2).sum())) / n
             lo, hi = acc - 1.96 * se, acc + 1.96 * se
         row = dict(zip(keys, key, strict=True))
+        checkpoint = str(members["checkpoint"].iloc[0]) if "checkpoint" in members.columns else ""
         row.update(acc=acc, acc_se=se, acc_lo=lo, acc_hi=hi, n_benchmarks=n, source="eval_stage")
+        row["checkpoint"] = checkpoint
         rows.append(row)
     return pd.DataFrame(rows, columns=ACC_COLUMNS)
+
+
+def selected_checkpoint(graded: pd.DataFrame) -> Any:
+    """The index of one run's selected row among its graded checkpoints (finite ``acc``, sorted by update):
+    the checkpoint the run kept for its best in-training evaluation, if graded (the latest such file, should
+    a crash have left two), else the best Avg, first maximum (the paper's rule)."""
+    kept = graded[graded["checkpoint"].astype(str).str.contains(SELECTED_BY_TRAINING, regex=False)]
+    return kept.index[-1] if len(kept) else graded["acc"].idxmax()
 
 
 def _training_accuracy(evals: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +142,7 @@ def _training_accuracy(evals: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     acc = pd.concat(out, ignore_index=True)
     acc["acc_lo"], acc["acc_hi"] = acc["acc"] - 1.96 * acc["acc_se"], acc["acc"] + 1.96 * acc["acc_se"]
-    acc["source"] = "training"
+    acc["source"], acc["checkpoint"] = "training", ""
     return acc[cols].sort_values(["run_id", "update"]).reset_index(drop=True)
 
 
@@ -209,8 +224,8 @@ def per_run_accuracy(acc: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run_id, every in acc.dropna(subset=["acc"]).sort_values("update").groupby("run_id"):
         staged = every[every["source"] == "eval_stage"] if "source" in every.columns else every.iloc[:0]
-        grp = staged if len(staged) else every  # the best checkpoint among those the stage graded
-        i_peak = grp["acc"].idxmax()
+        grp = staged if len(staged) else every
+        i_peak = selected_checkpoint(grp) if len(staged) else grp["acc"].idxmax()
         last = grp.iloc[-1]
         row = {c: grp.iloc[0][c] for c in META_COLUMNS}
         row.update(

@@ -1,7 +1,9 @@
-"""Table 1 from the evaluation stage: per model and method, every benchmark and the Avg at the best checkpoint.
+"""Table 1 from the evaluation stage: per model and method, every benchmark and the Avg at the selected checkpoint.
 
-Reads the runs' ``benchmarks.csv`` (:mod:`m2po.eval.stage`) only. Per run, the checkpoint with the best Avg
-(:func:`m2po.analysis.aggregate.stage_accuracy`; the paper's selection rule, §6) is taken; a cell (model,
+Reads the runs' ``benchmarks.csv`` (:mod:`m2po.eval.stage`) only. Per run, the selected checkpoint is taken
+(:func:`m2po.analysis.aggregate.selected_checkpoint`: the one a tiny run kept for its best in-training
+evaluation, else the graded checkpoint with the best Avg — the paper's rule, §6), the one the claims'
+"peak" reads too; a cell (model,
 method, s) then reports, for each benchmark and the Avg, the mean over seeds of those checkpoints' values
 with a 95 % interval: one seed, the stage's own interval (bootstrap over problems; the Avg's ± 1.96 s.e.);
 several seeds, mean ± 1.96 s.e. with the s.e. of :func:`~m2po.analysis.aggregate.cell_stat` (the larger of
@@ -16,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..fileio import atomic_write_text
-from .aggregate import order_models, paper_benchmarks, select, stage_accuracy
+from .aggregate import order_models, paper_benchmarks, select, selected_checkpoint, stage_accuracy
 from .paper import paper_model_rows
 from .runs import RunTables
 from .sections import markdown_table
@@ -32,12 +34,12 @@ def _label(name: str) -> str:
 
 
 def best_checkpoints(tables: RunTables) -> pd.DataFrame:
-    """Per run graded by the stage: the update of its best Avg, with that Avg's row (first maximum)."""
+    """Per run graded by the stage: the Avg row of its selected checkpoint (:func:`selected_checkpoint`)."""
     acc = stage_accuracy(tables.benchmarks)
-    acc = acc[acc["acc"].notna()]
+    acc = acc[acc["acc"].notna()].sort_values(["run_id", "update"])
     if acc.empty:
         return acc
-    return acc.loc[acc.groupby("run_id")["acc"].idxmax()].reset_index(drop=True)
+    return acc.loc[[selected_checkpoint(g) for _, g in acc.groupby("run_id")]].reset_index(drop=True)
 
 
 def _cell_value(values: pd.Series, ses: pd.Series, los: pd.Series, his: pd.Series) -> tuple[float, ...]:
@@ -91,7 +93,7 @@ def benchmark_table_markdown(t: pd.DataFrame, labels: dict[str, str], paper_stal
         return ""
     names = list(dict.fromkeys(n for n in t["benchmark"] if n != "Avg"))
     single = len(names) == 1  # the tiny study: Avg is that one benchmark, shown once
-    header = ["Model", "Method", "s", *([f"{names[0]} = Avg"] if single else [*names, "Avg"]), "Best update(s)"]
+    header = ["Model", "Method", "s", *([f"{names[0]} = Avg"] if single else [*names, "Avg"]), "Selected update(s)"]
     header.append("Seeds")
     rows = []
     keys = ["model", "method", "staleness"]
@@ -130,7 +132,9 @@ def protocol_markdown(tables: RunTables) -> str:
         + f"; temperature {values('temperature')}, top-p {values('top_p')}, at most {values('max_new_tokens')} new "
         f"tokens; graded by {values('grader')} {values('grader_version')} (answer extraction: "
         f"{values('extraction')}); {int(per_run.min())}–{int(per_run.max())} checkpoints graded per run, "
-        f"{len(per_run)} runs. Per run the checkpoint with the best Avg is reported (the paper's rule); "
+        f"{len(per_run)} runs. Per run the selected checkpoint is reported: the one the run kept for its best "
+        "in-training evaluation where it kept one (then selection and measurement use different samples), else "
+        "the graded checkpoint with the best Avg (the paper's rule); "
         "intervals are 95 %: a bootstrap over problems for one benchmark and one seed, ± 1.96 s.e. for an Avg "
         "over several benchmarks and for means over seeds.\n"
     )
@@ -142,7 +146,7 @@ def stage_table1(tables: RunTables, cells: list[tuple[str, int]], labels: dict[s
     if t.empty:
         return t, ""
     md = [
-        "**Evaluation stage** — accuracy in percent at each run's best checkpoint by Avg, mean [95 % interval]; "
+        "**Evaluation stage** — accuracy in percent at each run's selected checkpoint, mean [95 % interval]; "
         "the paper's row (Table 1, its best checkpoint) below ours where the paper trained that model.",
         "",
         benchmark_table_markdown(t, labels),
