@@ -110,3 +110,14 @@ def test_verl_checkpoint_merged_evaluated_and_in_table1(verl_run, data):
     assert lines[0].startswith("| Model | Method | s | MATH500 | AMC23 | Avg |")
     assert lines[2].startswith("| Qwen2.5-Math-7B | M2PO | 4 | ")
     assert lines[3].startswith("|  | *paper: M2PO* | 256 | 84.0 | 63.8 | 48.8 |")  # Table 1 of the paper
+
+
+def test_stage_constants_are_the_verl_plugins():
+    """m2po.eval.stage reads the schedule from the trainer YAML and names the queue manifest without importing
+    m2po.verl_plugin (which imports verl): the same values as the plugin's."""
+    from m2po.eval import stage
+    from m2po.verl_plugin.buffer import QUEUE_MANIFEST
+    from m2po.verl_plugin.launch import UPDATES_PER_STEP
+
+    assert stage.QUEUE_MANIFEST == QUEUE_MANIFEST
+    assert stage.verl_schedule() == (50, UPDATES_PER_STEP)
