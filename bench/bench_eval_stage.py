@@ -25,25 +25,27 @@ K = int(os.environ.get("M2PO_BENCH_STAGE_K", "4"))
 RESULTS = Path(os.environ.get("M2PO_BENCH_STAGE_RESULTS", "results/tiny"))
 
 
-def _jobs(tmp: Path) -> tuple[list[tuple[str, list]], Path, str]:
-    """``[(job name, checkpoints)]``, the data folder and where the checkpoints come from."""
-    from m2po.eval.stage import Checkpoint, find_checkpoints
+def _jobs(tmp: Path) -> tuple[list[tuple[str, list, int]], Path, str]:
+    """``[(job name, checkpoints, response length)]``, the data folder and where the checkpoints come from."""
+    from m2po.eval.stage import Checkpoint, find_checkpoints, run_response_length
 
     runs = sorted(p for p in (RESULTS / "runs").glob("*") if (p / "final_model.pt").exists())[:RUNS]
     data = RESULTS / "data"
     if runs and (data / "tiny_arith" / "test.parquet").exists():
-        return [(r.name, find_checkpoints(r)) for r in runs], data, f"{len(runs)} runs of {RESULTS}"
+        jobs = [(r.name, find_checkpoints(r), run_response_length(r)) for r in runs]
+        return jobs, data, f"{len(runs)} runs of {RESULTS}"
     from m2po.engine.sft import SFT_PRESETS, warm_start
     from m2po.engine.task import generate_problems, to_dataset_rows
-    from m2po.engine.train_config import TaskSection, WarmStartSection
+    from m2po.engine.train_config import RolloutSection, TaskSection, WarmStartSection
     from m2po.eval.problems import write_parquet
 
     task = TaskSection().arithmetic_task()  # the study's task: its held-out set and cached warm start
     model = warm_start(SFT_PRESETS["0.1M"], task, WarmStartSection().resolved_cache_dir(), progress=False)
     data = tmp / "data"
     write_parquet(to_dataset_rows(generate_problems(task)[1], "test"), data / "tiny_arith" / "test.parquet")
-    jobs = [(f"pseudo-run-{i}", [Checkpoint(f"seed{2 * i + j}", 2 * i + j, Path(model), "tiny") for j in (0, 1)])
-            for i in range(RUNS)]  # fmt: skip
+    length = RolloutSection().max_new_tokens
+    pseudo = [[Checkpoint(f"seed{2 * i + j}", 2 * i + j, Path(model), "tiny") for j in (0, 1)] for i in range(RUNS)]
+    jobs = [(f"pseudo-run-{i}", ckpts, length) for i, ckpts in enumerate(pseudo)]
     return jobs, data, f"{RUNS} pseudo-runs of 2 checkpoints: the 0.1M warm start sampled with distinct seeds"
 
 
@@ -53,15 +55,15 @@ def _stage(jobs: list, data: Path, root: Path, memo: Path | None) -> tuple[float
     from m2po.eval.stage import evaluate_checkpoint
 
     grade_s, by_pool, samples = 0.0, 0, 0
-    for name, ckpts in jobs:
+    for name, ckpts, length in jobs:
         run = root / name
         run.mkdir(parents=True)
         for c in ckpts:
 
-            def make_config(model: str, out: Path, update: int, seed: int = c.update) -> EvalConfig:
+            def make_config(model: str, out: Path, update: int, seed: int = c.update, n: int = length) -> EvalConfig:
                 return EvalConfig(
                     model=model, backend="tiny", benchmarks=["tiny_arith"], data_dir=data, out_dir=out, k=K,
-                    max_new_tokens=8, seed=seed, extraction="tiny", workers=1, batch_problems=250, update=update,
+                    max_new_tokens=n, seed=seed, extraction="tiny", workers=1, batch_problems=250, update=update,
                     memo_dir=memo, progress=False,
                 )  # fmt: skip
 
