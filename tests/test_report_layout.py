@@ -185,3 +185,48 @@ def test_table1_csv_keeps_percent_and_integer_seed_counts(report):
     with (root / "figures" / "table1.csv").open() as f:
         ours = [r for r in csv.DictReader(f) if r["source"] == "ours" and r["metric"] == "peak"]
     assert {r["unit"] for r in ours} == {"percent"}
+
+
+def test_power_and_regime_sections_print_hand_computed_values():
+    import pandas as pd
+
+    from m2po.analysis.sections import power_markdown, regime_markdown
+
+    power = pd.DataFrame(
+        [
+            # a difference: d = 0.010, se = 0.008 -> MDE 1.6 pts, interval -0.6 to +2.6 pts
+            [3, "3b beats stale GRPO", "0.1M", "inconclusive", "peak(M2PO s=64) − peak(GRPO s=64)", 0.010, 0.008,
+             0.016, -0.006, 0.026, ""],
+            # a ratio: holds, so no "rules out" text
+            [4, "4 order of magnitude", "0.1M", "holds", "clip(M2PO s=64) / clip(GRPO s=64)", 0.05, 0.01, 0.02,
+             0.03, 0.07, ""],
+        ],
+        columns=["claim", "part", "model", "verdict", "statistic", "value", "se", "mde", "lo", "hi", "ruled_out"],
+    )  # fmt: skip
+    text = power_markdown(power)
+    row3 = next(ln for ln in text.splitlines() if ln.startswith("| 3b"))
+    assert "| 1.6 pts |" in row3 and "-0.6 to +2.6 pts" in row3 and "< -0.6 and > +2.6 pts" in row3
+    row4 = next(ln for ln in text.splitlines() if ln.startswith("| 4 "))
+    assert "0.02×" in row4 and "0.03× to 0.07×" in row4 and "< 0.03×" not in row4
+
+    regime = pd.DataFrame(
+        [
+            ["0.1M", "warm start: share of tokens < 0.1 nats", 0.878, float("nan"), 36889, ">= 70%", "met", "d"],
+            ["0.1M", "GRPO clipped fraction, s = 0", 0.0013, 0.00005, 8, "<= 0.5%", "met", "d"],
+            ["0.1M", "GRPO clipped fraction, s = 64 / s = 0", 11.5, 0.4, 8, "10x to 25x", "met", "d"],
+            ["0.1M", "GRPO s = 0 converges: last-quarter mean − peak", -0.008, 0.006, 8, ">= −1 s.e.", "not met", "d"],
+        ],
+        columns=["model", "target", "measured", "se", "n", "goal", "met", "detail"],
+    )
+    lines = regime_markdown(regime).splitlines()
+    assert any("| 87.80 % |" in ln and "| 36889 |" in ln for ln in lines)
+    assert any("| 0.13 % ± 0.01 |" in ln for ln in lines)
+    assert any("| 11.5× ± 0.4 |" in ln for ln in lines)
+    assert any("| -0.8 pts (1 s.e. = 0.6) |" in ln and "not met" in ln for ln in lines)
+
+
+def test_report_has_power_and_regime_sections(report):
+    root, md, _ = report
+    assert md.index("## Headline claims") < md.index("## What the study could detect") < md.index("## Regime")
+    assert md.index("## Regime of the study") < md.index("## Table 1")
+    assert (root / "power.csv").exists() and (root / "regime.csv").exists()

@@ -28,8 +28,18 @@ from .claims import Rules, claims_frame, judge_claims
 from .findings import SENTENCES
 from .html import to_html
 from .paper import FIGURES_DIR, paper_values
+from .power import power_frame
+from .regime import regime_table
 from .runs import load_runs, scan_runs
-from .sections import anchor, claims_markdown, contents_markdown, inventory_markdown, verdict_markdown
+from .sections import (
+    anchor,
+    claims_markdown,
+    contents_markdown,
+    inventory_markdown,
+    power_markdown,
+    regime_markdown,
+    verdict_markdown,
+)
 from .table1 import LABELS, build_table1, table1_cells, table1_markdown, write_table1
 
 log = logging.getLogger("m2po.analysis")
@@ -166,6 +176,10 @@ def build_report(
     write_table1(t1, fig_dir, stale, stage)
     verdicts = judge_claims(tables, stale, models, seeds, rules)
     atomic_write_text(root / "claims.csv", claims_frame(verdicts).to_csv(index=False))
+    power = power_frame(verdicts, tables, stale, seeds, rules)
+    atomic_write_text(root / "power.csv", power.to_csv(index=False))
+    regime = regime_table(tables, root, stale, models, seeds)
+    atomic_write_text(root / "regime.csv", regime.to_csv(index=False))
 
     md = [
         f"# M2PO reproduction report — profile `{profile}`",
@@ -179,6 +193,14 @@ def build_report(
         f"(stale setting s = {stale} optimizer updates; the paper's runs use s = 256).",
         "",
         claims_markdown(verdicts, rules),
+        anchor("power"),
+        "## What the study could detect",
+        "",
+        power_markdown(power),
+        anchor("regime"),
+        "## Regime of the study",
+        "",
+        regime_markdown(regime),
         anchor("table-1"),
         "## Table 1",
         "",
