@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .analysis import runs as analysis_runs
-from .losses import available_losses
+from .loss_names import LOSS_NAMES
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,9 @@ def expand_grid(config: dict[str, Any]) -> list[RunSpec]:
     runs: set[RunSpec] = set()
     for name, block in config["grid"].items():
         seeds = block.get("seeds", config["seeds"])
-        unknown = set(block["methods"]) - set(available_losses())
+        unknown = set(block["methods"]) - set(LOSS_NAMES)
         if unknown:
-            raise ValueError(
-                f"grid.{name}.methods: unknown loss(es) {sorted(unknown)}; available: {available_losses()}"
-            )
+            raise ValueError(f"grid.{name}.methods: unknown loss(es) {sorted(unknown)}; available: {list(LOSS_NAMES)}")
         taus = block.get("taus", [None])
         for model in _models(block, config):
             for method in block["methods"]:

@@ -30,16 +30,19 @@ from typing import Any, NamedTuple
 import pandas as pd
 import yaml
 
+from ..loss_names import LOSS_NAMES, PAPER_TAU, TAU_LOSSES
+
 log = logging.getLogger("m2po.analysis")
 
 #: every loss name the engines know, longest first so that ``grpo_notr`` wins over ``grpo``
-METHODS = ("decoupled_ppo", "m2po_released", "grpo_notr", "m2po", "grpo", "gspo", "cispo", "topr", "gppo")
+METHODS = tuple(sorted(LOSS_NAMES, key=len, reverse=True))
 #: losses whose behaviour depends on τ; for the others the ``tau`` column is NaN
-TAU_METHODS = ("m2po", "m2po_released")
+TAU_METHODS = TAU_LOSSES
 #: the paper's τ (Algorithm 1); a run without ``-tau`` and without a τ in its config uses it
-DEFAULT_TAU = 0.04
+DEFAULT_TAU = PAPER_TAU
 META_COLUMNS = ["run_id", "model", "method", "staleness", "seed", "tau"]
-_WALL_KEYS = ("wall_seconds", "wall_time_s", "wall_s", "elapsed_s", "duration_s")
+#: the manifest key of a run's wall time (the tiny engine's ``record_wall_time``; verl runs have none)
+_WALL_KEY = "wall_seconds"
 
 _RUN_ID = re.compile(
     r"^(?P<model>.+)-(?P<method>" + "|".join(METHODS) + r")-s(?P<staleness>\d+)-seed(?P<seed>\d+)"
@@ -137,11 +140,10 @@ def _resolve_tau(meta: RunMeta, config: dict[str, Any]) -> float:
 
 
 def _wall_seconds(run_dir: Path, manifest: dict[str, Any]) -> tuple[float, bool]:
-    """``(seconds, exact)``: a wall-time key of the manifest if present, else last log write − creation."""
-    for key in _WALL_KEYS:
-        value = manifest.get(key)
-        if isinstance(value, int | float):
-            return float(value), True
+    """``(seconds, exact)``: the manifest's ``wall_seconds`` if present, else last log write − creation."""
+    value = manifest.get(_WALL_KEY)
+    if isinstance(value, int | float):
+        return float(value), True
     created = manifest.get("created_utc")
     try:
         start = datetime.fromisoformat(str(created)).timestamp()

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-#: updates.csv columns of the tiny engine (m2po.engine.loop.UPDATE_COLUMNS)
+from ..loss_names import PAPER_TAU, TAU_LOSSES
+
+#: updates.csv columns of the tiny engine (m2po.engine.bookkeeping.UPDATE_COLUMNS)
 UPDATE_COLUMNS = [
     "update", "step", "staleness", "behaviour_version", "reward_mean", "loss", "m2", "m2_all", "m2_after",
     "clipped_frac", "masked_frac", "frac_pos_gt1", "frac_pos_lt1", "frac_neg_gt1", "frac_neg_lt1", "tr_frac",
@@ -89,7 +91,7 @@ def write_synthetic_runs(
             )
             d = runs_dir / run_id
             d.mkdir(parents=True, exist_ok=True)
-            params = {"tau": 0.04 if tau is None else tau} if method.startswith("m2po") else {}
+            params = {"tau": PAPER_TAU if tau is None else tau} if method in TAU_LOSSES else {}
             config = {"algo": {"loss": method, "staleness": s, "loss_params": params},
                       "run": {"seed": seed, "total_updates": n_updates}}  # fmt: skip
             (d / "config.yaml").write_text(yaml.safe_dump(config))

@@ -107,24 +107,27 @@ class SignatureAdapter(Adapter):
 
 class RegistryAdapter(Adapter):
     """``m2po:NAME``: our registry, called as the CPU engine and the verl plugin call it. For the
-    ``minibatch`` scope a loss that takes a precomputed ``keep_mask`` gets the mask of the whole
-    mini-batch (``m2po_mask``), sliced to the call's rows."""
+    ``minibatch`` scope a loss with a batch-level mask gets that mask over the whole mini-batch
+    (``m2po_mask`` for ``m2po``), sliced to the call's rows."""
 
     def __init__(self, loss_name: str) -> None:
-        from m2po.losses import get_policy_loss, loss_info, m2po_mask
+        from m2po.losses import get_policy_loss, loss_info
+        from m2po.losses.registry import KEEP_MASK_PARAM
 
         self.fn = get_policy_loss(loss_name)
-        self.takes_keep_mask = "keep_mask" in loss_info(loss_name).defaults
-        self.mask_fn = m2po_mask
+        self.info = loss_info(loss_name)
+        self.keep_mask_param = KEEP_MASK_PARAM
         self.name = f"m2po:{loss_name}"
         self.claims = loss_name
 
     def __call__(self, call: LossCall):
         kw = call.common_kwargs()
-        if call.scope == "minibatch" and self.takes_keep_mask:
+        if call.scope == "minibatch" and self.info.batch_mask is not None:
             mb = call.minibatch
-            keep = self.mask_fn(mb["log_prob"], mb["old_log_prob"], mb["advantages"], mb["response_mask"], kw["tau"])
-            kw["keep_mask"] = keep[call.rows[0] : call.rows[1]]
+            keep = self.info.batch_keep_mask(
+                mb["log_prob"], mb["old_log_prob"], mb["advantages"], mb["response_mask"], kw
+            )
+            kw[self.keep_mask_param] = keep[call.rows[0] : call.rows[1]]
         return self.fn(call.log_prob, call.old_log_prob, call.advantages, call.response_mask, **kw)
 
 

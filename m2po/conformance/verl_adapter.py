@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from m2po.losses import loss_info
+
 from .adapters import Adapter, LossCall, Unsupported
 
 #: parameters that are fields of M2POPolicyLossConfig rather than loss_params
@@ -33,17 +35,21 @@ class VerlAdapter(Adapter):
         self.verl_name = name
         self.name = f"verl:{name}"
         self.ours = bool(getattr(self.fn, "_m2po_loss", False))
+        #: what the loss this verl name runs needs (ours only): the registry's answer, never its name
+        self.info = None
         if self.ours:
             from m2po.verl_plugin import REGISTERED
 
             self.claims = REGISTERED[name]
+            self.info = loss_info(self.claims)
 
     def _config(self, call: LossCall):
         from verl.workers.config import FSDPActorConfig, PolicyLossConfig
 
         p = dict(call.params)
         actor: dict = {}
-        if not self.ours or self.claims == "grpo":
+        trainer_clip = not self.ours or self.info.trainer_clip_ratio  # verl's clip_ratio_* set the ε-clip
+        if trainer_clip:
             low, high = p.pop("clip_low", None), p.pop("clip_high", None)
             if low is not None or "clip_low" in call.params:  # cispo's None = no lower bound = ratio >= 0
                 actor["clip_ratio_low"] = 1.0 if low is None else float(low)
@@ -60,7 +66,7 @@ class VerlAdapter(Adapter):
             policy_loss = M2POPolicyLossConfig(
                 loss_mode=self.verl_name,
                 mask_scope="minibatch" if call.scope == "minibatch" else "microbatch",
-                dual_clip=self.claims == "grpo" and "clip_ratio_c" in actor,
+                dual_clip=trainer_clip and "clip_ratio_c" in actor,
                 # the case names its aggregation: set it where the plugin reads it, so a loss's own
                 # default (GSPO: seq-mean-token-mean) does not replace it
                 loss_agg_mode=call.loss_agg_mode,
@@ -91,7 +97,7 @@ class VerlAdapter(Adapter):
         if call.rollout_log_prob is not None:  # TIS: π_old / π_rollout truncated at the cap
             lr = call.old_log_prob - call.rollout_log_prob
             weights = compute_rollout_correction_weights(lr, call.response_mask.to(lr.dtype), "token", call.tis_cap)[0]
-        if call.loss == "decoupled_ppo" and call.proximal_log_prob is not None:
+        if loss_info(call.loss).takes_proximal and call.proximal_log_prob is not None:
             if weights is not None:
                 raise Unsupported("TIS and decoupled PPO share verl's single rollout_is_weights")
             cap = call.params.get("behav_weight_cap")
@@ -101,16 +107,17 @@ class VerlAdapter(Adapter):
         return weights
 
     def __call__(self, call: LossCall):
-        if call.loss == "decoupled_ppo" and not self.ours:
+        proximal = loss_info(call.loss).takes_proximal  # decoupled PPO
+        if proximal and not self.ours:
             raise Unsupported("decoupled PPO cases need this package's decoupled_ppo loss")
         cfg = self._config(call)
         # verl's decoupled layout: old_log_prob is the proximal policy, the behaviour weight comes separately
-        old = call.proximal_log_prob if call.loss == "decoupled_ppo" else call.old_log_prob
+        old = call.proximal_log_prob if proximal else call.old_log_prob
         kwargs = dict(
             old_log_prob=old, log_prob=call.log_prob, advantages=call.advantages, response_mask=call.response_mask,
             loss_agg_mode=call.loss_agg_mode, config=cfg, rollout_is_weights=self._rollout_is_weights(call, old),
         )  # fmt: skip
-        if self.ours and self.claims == "m2po" and call.scope == "minibatch":
+        if self.ours and self.info.batch_mask is not None and call.scope == "minibatch":
             from m2po.verl_plugin.adapter import keep_mask_context
             from m2po.verl_plugin.mask import distributed_m2po_mask
 

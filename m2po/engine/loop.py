@@ -14,7 +14,9 @@ Simplifications on purpose (nanochat-style):
 * Rewards and advantages are computed when a batch is popped (PAPER.md §4); the task's reward
   is deterministic, so this only matters for bookkeeping.
 * No KL or entropy term (the paper uses neither). One epoch per batch.
-* ``decoupled_ppo``'s proximal policy is the policy at the start of the step (AReaL's choice).
+* A loss that takes proximal log-probs (``decoupled_ppo``) gets the policy at the start of the step
+  (AReaL's choice); a loss with a batch-level mask (``m2po``) gets it over the whole mini-batch in the
+  ``minibatch`` scope. The loop asks the registry (``loss_info``), never the loss's name.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +36,14 @@ from ..config import dump_yaml, to_dict
 from ..errors import UserError
 from ..fileio import atomic_torch_save
 from ..interrupts import deferred
-from ..losses import METRIC_NAMES, get_policy_loss, m2po_mask
+from ..losses import get_policy_loss, loss_info
 from ..staleness import StalenessSchedule, StaleQueue
+from .bookkeeping import EVAL_COLUMNS, TOKEN_COLUMNS, UPDATE_COLUMNS, ProblemStream, combine_metrics, token_sample
 from .progress import TrainProgress
 from .resume import ResumePlan, plan_resume
 from .rundir import BestCheckpoint, CsvLog, record_wall_time, write_manifest
 from .setup import build_run
 from .train_config import TrainConfig
-
-UPDATE_COLUMNS = [
-    "update",
-    "step",
-    "staleness",
-    "behaviour_version",
-    "reward_mean",
-    "loss",
-    *METRIC_NAMES,
-    "entropy",
-    "grad_norm",
-    "lr",
-]
-EVAL_COLUMNS = ["update", "benchmark", "sampled_acc", "sampled_acc_se", "greedy_acc", "n_problems"]
-TOKEN_COLUMNS = ["update", "ratio", "entropy", "advantage"]
-_MAX_METRICS = {"ratio_max"}
-_MIN_METRICS = {"ratio_min"}
 
 
 def grpo_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
@@ -69,42 +54,6 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -
     grouped = rewards.view(-1, group_size)
     adv = (grouped - grouped.mean(-1, keepdim=True)) / (grouped.std(-1, keepdim=True) + eps)
     return adv.reshape(-1)
-
-
-@dataclass
-class ProblemStream:
-    """Problems in a seeded order, reshuffled each epoch; the cursor is part of the checkpoint."""
-
-    problems: list[dict[str, str]]
-    seed: int
-    epoch: int = 0
-    position: int = 0
-    _shuffled: tuple[int, list[int]] | None = field(default=None, repr=False, compare=False)
-
-    def _order(self) -> list[int]:
-        """This epoch's permutation, shuffled once per epoch (not per batch)."""
-        if self._shuffled is None or self._shuffled[0] != self.epoch:
-            order = list(range(len(self.problems)))
-            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
-            self._shuffled = (self.epoch, order)
-        return self._shuffled[1]
-
-    def take(self, n: int) -> list[dict[str, str]]:
-        out: list[dict[str, str]] = []
-        order = self._order()
-        while len(out) < n:
-            if self.position == len(order):
-                self.epoch, self.position = self.epoch + 1, 0
-                order = self._order()
-            out.append(self.problems[order[self.position]])
-            self.position += 1
-        return out
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = state["epoch"], state["position"]
 
 
 class Trainer:
@@ -131,6 +80,7 @@ class Trainer:
             params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay
         )
         self.loss_fn = get_policy_loss(cfg.algo.loss)
+        self.loss_info = loss_info(cfg.algo.loss)
         self.schedule = StalenessSchedule(cfg.algo.staleness, cfg.algo.mini_batches)
         self.queue = StaleQueue(max_in_memory=cfg.run.queue_in_memory, spill_dir=self.out / "queue_spill")
         self.stream = ProblemStream(self.run.train_problems, cfg.run.seed)
@@ -212,9 +162,9 @@ class Trainer:
         ]
         lp_all = torch.cat([f[0].detach() for f in forwards])
         keep = None
-        if a.loss == "m2po" and a.mask_scope == "minibatch" and a.micro_batches > 1:
-            tau = a.loss_params.get("tau", 0.04)
-            keep = m2po_mask(lp_all, batch["behaviour_log_probs"][rows], adv[rows], mask, tau=tau)
+        if self.loss_info.batch_mask is not None and a.mask_scope == "minibatch" and a.micro_batches > 1:
+            behaviour = batch["behaviour_log_probs"][rows]
+            keep = self.loss_info.batch_keep_mask(lp_all, behaviour, adv[rows], mask, a.loss_params)
         self.optimizer.zero_grad(set_to_none=True)
         loss_params = self._loss_params()
         metrics: list[tuple[int, dict[str, float]]] = []
@@ -244,39 +194,17 @@ class Trainer:
         max_norm = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip is not None else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(with_grad, max_norm))
         self.optimizer.step()
-        if self.cfg.run.token_sample and self.update % self.cfg.run.token_sample_every == 0:
-            self._log_token_sample(
-                batch,
-                rows,
-                adv,
-                lp_all,
-                torch.cat([f[1].detach() for f in forwards]),
+        logs = self.cfg.run
+        if logs.token_sample and self.update % logs.token_sample_every == 0:
+            entropy = torch.cat([f[1].detach() for f in forwards])
+            behaviour = batch["behaviour_log_probs"][rows]
+            sample = token_sample(
+                self.update, logs.seed, logs.token_sample, mask, lp_all, behaviour, entropy, adv[rows]
             )
-        row = _combine_metrics(metrics)
+            self.tokens_log.extend(sample)
+        row = combine_metrics(metrics)
         row.update(loss=total_loss, entropy=entropy_sum / max(n_tokens, 1), grad_norm=grad_norm)
         return row
-
-    def _log_token_sample(self, batch, rows: slice, adv, log_prob, entropy) -> None:
-        """A seeded random subsample of (ratio, entropy, advantage) per token, for Fig. 4b.
-
-        Its own generator, so logging never changes the training random stream.
-        """
-        mask = batch["response_mask"][rows].reshape(-1)
-        idx = mask.nonzero().squeeze(-1)
-        g = torch.Generator().manual_seed(self.cfg.run.seed * 7_919 + self.update)
-        pick = idx[torch.randperm(idx.numel(), generator=g)[: self.cfg.run.token_sample]].sort().values
-        ratio = torch.exp(log_prob.reshape(-1) - batch["behaviour_log_probs"][rows].reshape(-1))
-        self.tokens_log.extend(
-            [
-                {
-                    "update": self.update,
-                    "ratio": float(ratio[i]),
-                    "entropy": float(entropy.reshape(-1)[i]),
-                    "advantage": float(adv[rows].reshape(-1)[i]),
-                }
-                for i in pick.tolist()
-            ]
-        )
 
     def _train_step(self) -> None:
         n = self.cfg.algo.mini_batches
@@ -286,7 +214,7 @@ class Trainer:
         )
         adv_seq = grpo_advantages(rewards, self.cfg.rollout.group_size)
         adv = adv_seq[:, None].expand_as(batch["behaviour_log_probs"]).contiguous()
-        prox = self._chunked_log_probs(batch) if self.cfg.algo.loss == "decoupled_ppo" else None
+        prox = self._chunked_log_probs(batch) if self.loss_info.takes_proximal else None
         rows_per_mini = rewards.numel() // n
         for j in range(n):
             rows = slice(j * rows_per_mini, (j + 1) * rows_per_mini)
@@ -421,22 +349,3 @@ class Trainer:
         from the checkpoint)."""
         self.queue.close()
         shutil.rmtree(self.out / "queue_spill", ignore_errors=True)
-
-
-def _combine_metrics(parts: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
-    """Token-weighted mean of micro-batch metrics (min/max for the ratio extremes)."""
-    if len(parts) == 1:
-        return dict(parts[0][1])
-    total = sum(w for w, _ in parts) or 1
-    out: dict[str, float] = {}
-    for key in parts[0][1]:
-        values = [m[key] for _, m in parts]
-        if key in _MAX_METRICS:
-            out[key] = max(values)
-        elif key in _MIN_METRICS:
-            out[key] = min(values)
-        elif key == "n_tokens":
-            out[key] = float(sum(values))
-        else:
-            out[key] = sum(w * m[key] for w, m in parts) / total
-    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import PolicyBatch, TokenObjective, sequence_log_ratio_mean
+from .common import LOG_RATIO_CLAMP, PolicyBatch, TokenObjective, sequence_log_ratio_mean
 from .ppo import ppo_clip_objective
 from .registry import register_policy_loss
 
@@ -27,7 +27,7 @@ def gspo(batch: PolicyBatch, clip_low: float = 3e-4, clip_high: float = 4e-4):
     """
     seq = sequence_log_ratio_mean(batch).detach()
     log_s = seq + batch.log_prob - batch.log_prob.detach()
-    ratio = torch.exp(log_s.clamp(-20.0, 20.0))
+    ratio = torch.exp(log_s.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     return ppo_clip_objective(batch, ratio, 1 - clip_low, 1 + clip_high)
 
 
@@ -110,8 +110,8 @@ def decoupled_ppo(
             "policy (the policy before this step's updates) for the same tokens"
         )
     prox = batch.align(proximal_log_prob).detach()
-    behav_w = torch.exp((prox - batch.old_log_prob).clamp(-20.0, 20.0))
-    u = torch.exp((batch.log_prob - prox).clamp(-20.0, 20.0))
+    behav_w = torch.exp((prox - batch.old_log_prob).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+    u = torch.exp((batch.log_prob - prox).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     obj = ppo_clip_objective(batch, u, 1 - clip_low, 1 + clip_high)
     keep = torch.ones_like(batch.mask)
     if behav_weight_cap is not None:

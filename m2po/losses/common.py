@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..loss_names import PAPER_TAU
+
 #: log r is clamped to this range before exp() so r stays finite: an inf ratio times a zero
 #: mask is NaN, and so is its gradient through torch.where. Only ratios beyond e^20 ≈ 4.8e8 are
 #: affected, which every trust region has long since removed; M2 uses the unclamped log r.
@@ -99,7 +101,7 @@ def _check_float(name: str, t: object, shape: torch.Size | None) -> None:
 
 def validate_tau(tau: float) -> float:
     if not isinstance(tau, int | float) or math.isnan(tau) or tau < 0:
-        raise ValueError(f"`tau` must be a number >= 0 (the paper uses 0.04), got {tau!r}")
+        raise ValueError(f"`tau` must be a number >= 0 (the paper uses {PAPER_TAU}), got {tau!r}")
     return float(tau)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from ..loss_names import PAPER_TAU
 from .common import PolicyBatch, TokenObjective, prepare_batch, trust_region, validate_tau
 from .registry import register_policy_loss
 
@@ -57,7 +58,7 @@ def m2po_mask(
     old_log_prob: torch.Tensor,
     advantages: torch.Tensor,
     response_mask: torch.Tensor,
-    tau: float = 0.04,
+    tau: float = PAPER_TAU,
 ) -> torch.Tensor:
     """Algorithm 1's keep-mask M (bool, same shape as the inputs).
 
@@ -71,8 +72,13 @@ def m2po_mask(
         return _algorithm1_keep(batch.log_ratio, trust_region(batch), tau)
 
 
-@register_policy_loss("m2po", reference="Zheng et al. 2025, Algorithm 1 and Eq. 5 (arXiv 2510.01161)")
-def m2po(batch: PolicyBatch, tau: float = 0.04, keep_mask: torch.Tensor | None = None):
+@register_policy_loss(
+    "m2po",
+    reference="Zheng et al. 2025, Algorithm 1 and Eq. 5 (arXiv 2510.01161)",
+    tau_param="tau",
+    batch_mask=m2po_mask,
+)
+def m2po(batch: PolicyBatch, tau: float = PAPER_TAU, keep_mask: torch.Tensor | None = None):
     """M2PO (paper §5.2, Algorithm 1, Eq. 5): per token −M·r·A, aggregated over all response tokens.
 
     ``tau`` — the M2 threshold, 0.04 in every run of the paper (Fig. 8 ablates 0–0.16).

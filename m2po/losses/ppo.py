@@ -36,7 +36,11 @@ def ppo_clip_objective(
     return TokenObjective(loss_mat=loss, clipped=clipped, zero_grad=clipped)
 
 
-@register_policy_loss("grpo", reference="Shao et al. 2024 Eq. 3; Schulman et al. 2017 Eq. 7; dual clip Ye et al. 2020")
+@register_policy_loss(
+    "grpo",
+    reference="Shao et al. 2024 Eq. 3; Schulman et al. 2017 Eq. 7; dual clip Ye et al. 2020",
+    trainer_clip_ratio=True,
+)
 def grpo(batch: PolicyBatch, clip_low: float = 0.2, clip_high: float = 0.2, clip_c: float | None = None):
     """GRPO/PPO clipped surrogate: per token −min(r·A, clip(r, 1−ε_low, 1+ε_high)·A).
 

@@ -8,35 +8,86 @@ A loss is registered as a *token objective*: a function of a validated
 
 and adds what every loss shares: input checks, the optional truncated importance-sampling
 weight (TIS), the aggregation mode, and the metric set.
+
+Callers ask :func:`loss_info` what a loss needs instead of comparing its name (prime-rl declares a
+config per loss the same way): its default aggregation, its τ parameter, whether it takes the
+proximal policy's log-probs, a batch-level mask to compute once per optimizer mini-batch, and whether
+its ε-clip is the trainer's PPO clip ratio. Each is declared with the loss's registration.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 
-from .common import AGG_MODES, PolicyBatch, TokenObjective, agg_loss, metric_sums, prepare_batch, standard_metrics
+from .common import (
+    AGG_MODES,
+    LOG_RATIO_CLAMP,
+    PolicyBatch,
+    TokenObjective,
+    agg_loss,
+    metric_sums,
+    prepare_batch,
+    standard_metrics,
+)
 
 TokenObjectiveFn = Callable[..., TokenObjective]
 PolicyLossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 
+#: the parameter of a loss that takes the proximal policy's log-probs (decoupled PPO's π_prox)
+PROXIMAL_PARAM = "proximal_log_prob"
+#: the parameter of a loss with a batch-level mask that takes a slice of it
+KEEP_MASK_PARAM = "keep_mask"
 #: extra per-token log-prob tensors a loss may take; they are validated like the log-probs.
-TENSOR_PARAMS = ("proximal_log_prob",)
+TENSOR_PARAMS = (PROXIMAL_PARAM,)
 
 _REGISTRY: dict[str, PolicyLossFn] = {}
 
 
 @dataclass(frozen=True)
 class LossInfo:
+    """What a caller may ask about a registered loss (instead of comparing its name)."""
+
     name: str
     objective: TokenObjectiveFn
+    #: the objective's keyword parameters with their defaults (tensor parameters included)
     defaults: dict[str, object]
     reference: str
     #: the aggregation the loss's paper defines (None: token-mean); used when the caller passes none
     default_agg: str | None = None
+    #: the name of its M2 budget τ (Algorithm 1), None if it has none
+    tau_param: str | None = None
+    #: ``mask(log_prob, old_log_prob, advantages, response_mask, **params) -> keep`` (bool): a mask that is
+    #: not linear in how a batch is split, so the caller computes it once per optimizer mini-batch and
+    #: passes each micro-batch its slice as ``keep_mask`` (:meth:`batch_keep_mask`); None: nothing to share
+    batch_mask: Callable[..., torch.Tensor] | None = None
+    #: its ``clip_low``/``clip_high``/``clip_c`` are PPO's clip ratio, which a trainer configures for
+    #: itself (verl: ``actor.clip_ratio_low/high/c``); False: the clip values are the loss's own paper's
+    trainer_clip_ratio: bool = False
+
+    @property
+    def takes_proximal(self) -> bool:
+        """The loss needs the proximal policy's log-probs (``proximal_log_prob``), e.g. decoupled PPO."""
+        return PROXIMAL_PARAM in self.defaults
+
+    def batch_keep_mask(
+        self,
+        log_prob: torch.Tensor,
+        old_log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        params: Mapping[str, object],
+    ) -> torch.Tensor:
+        """:attr:`batch_mask` over a whole optimizer mini-batch, with the loss's own parameters from
+        ``params`` (the registered defaults where absent)."""
+        if self.batch_mask is None:
+            raise ValueError(f"policy loss {self.name!r} has no batch-level mask")
+        accepted = inspect.signature(self.batch_mask).parameters
+        kwargs = {k: params.get(k, self.defaults[k]) for k in accepted if k in self.defaults}
+        return self.batch_mask(log_prob, old_log_prob, advantages, response_mask, **kwargs)
 
 
 _INFO: dict[str, LossInfo] = {}
@@ -53,16 +104,25 @@ def truncated_is_weight(
     w = min(π_old / π_rollout, C), detached — corrects the inference/training engine mismatch."""
     if cap is None or cap <= 0:
         raise ValueError(f"`tis_cap` must be > 0 when `rollout_log_prob` is given, got {cap!r}")
-    log_w = (old_log_prob.detach().to(dtype) - rollout_log_prob.detach().to(dtype)).clamp(max=20.0)
+    log_w = (old_log_prob.detach().to(dtype) - rollout_log_prob.detach().to(dtype)).clamp(max=LOG_RATIO_CLAMP)
     w = torch.exp(log_w).clamp(max=cap)
     return torch.where(mask, w, torch.zeros_like(w))
 
 
 def register_policy_loss(
-    name: str, reference: str = "", default_agg: str | None = None
+    name: str,
+    reference: str = "",
+    default_agg: str | None = None,
+    *,
+    tau_param: str | None = None,
+    batch_mask: Callable[..., torch.Tensor] | None = None,
+    trainer_clip_ratio: bool = False,
 ) -> Callable[[TokenObjectiveFn], TokenObjectiveFn]:
-    """Decorator: register ``objective(batch, **params) -> TokenObjective`` under ``name``; ``default_agg``
-    is the aggregation its paper defines (e.g. GSPO's sequence mean), used when a call passes none."""
+    """Decorator: register ``objective(batch, **params) -> TokenObjective`` under ``name``, with what
+    callers may ask about it (:class:`LossInfo`): ``default_agg`` is the aggregation its paper defines
+    (e.g. GSPO's sequence mean), used when a call passes none; ``tau_param`` names its τ;
+    ``batch_mask`` is its mask over a whole mini-batch (the objective then takes ``keep_mask``);
+    ``trainer_clip_ratio`` says its ε-clip is the trainer's PPO clip ratio."""
     if default_agg is not None and default_agg not in AGG_MODES:
         raise ValueError(f"`default_agg` must be one of {AGG_MODES}, got {default_agg!r}")
 
@@ -72,6 +132,14 @@ def register_policy_loss(
         sig = inspect.signature(objective)
         defaults = {k: p.default for k, p in sig.parameters.items() if k != "batch" and p.default is not p.empty}
         accepted = set(sig.parameters) - {"batch"}
+        declared = {
+            "tau_param": tau_param is None or tau_param in defaults,
+            "batch_mask": batch_mask is None or KEEP_MASK_PARAM in defaults,
+            "trainer_clip_ratio": not trainer_clip_ratio or {"clip_low", "clip_high"} <= set(defaults),
+        }
+        wrong = [key for key, holds in declared.items() if not holds]
+        if wrong:
+            raise ValueError(f"policy loss {name!r}: {wrong} declared, but its objective has no such parameters")
 
         def policy_loss(
             log_prob: torch.Tensor,
@@ -135,7 +203,9 @@ def register_policy_loss(
         policy_loss.__doc__ = objective.__doc__
         policy_loss.__wrapped__ = objective  # type: ignore[attr-defined]
         _REGISTRY[name] = policy_loss
-        _INFO[name] = LossInfo(name, objective, defaults, reference, default_agg)
+        _INFO[name] = LossInfo(
+            name, objective, defaults, reference, default_agg, tau_param, batch_mask, trainer_clip_ratio
+        )
         return objective
 
     return decorator
@@ -150,6 +220,7 @@ def get_policy_loss(name: str) -> PolicyLossFn:
 
 
 def loss_info(name: str) -> LossInfo:
+    """What loss ``name`` needs from its caller (KeyError naming the registered losses if unknown)."""
     get_policy_loss(name)
     return _INFO[name]
 

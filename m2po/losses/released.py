@@ -26,16 +26,17 @@ import math
 
 import torch
 
+from ..loss_names import PAPER_TAU
 from .common import PolicyBatch, trust_region, validate_tau
 from .ppo import ppo_clip_objective
 from .registry import register_policy_loss
 
 _TOL = 1e-12
-_UNCONSTRAINED_T = None  # marker: bounds [0, 1e5]
 
 
 def released_threshold(log_ratio: torch.Tensor, tr: torch.Tensor, tau: float) -> tuple[float | None, float, float]:
-    """The released search, vectorised. Returns (t or None when unconstrained, M2, M2_after).
+    """The released search, vectorised. Returns (t, M2, M2_after); t is None when M2 is within the budget
+    (unconstrained: ratio bounds [0, 1e5], as released).
 
     Arithmetic follows the released loop exactly: v and its cumulative sum in the tensor dtype,
     the comparison (v_k − 1e-12)·(n−k−1) + Σ_{i≤k} v_i ≥ τ·n − 1e-12 in Python-float (float64)
@@ -44,10 +45,10 @@ def released_threshold(log_ratio: torch.Tensor, tr: torch.Tensor, tau: float) ->
     v = log_ratio.detach()[tr].square()
     n = v.numel()
     if n == 0:
-        return _UNCONSTRAINED_T, 0.0, 0.0
+        return None, 0.0, 0.0
     m2_now = float(v.sum()) / n
     if m2_now <= tau + _TOL:
-        return _UNCONSTRAINED_T, m2_now, m2_now
+        return None, m2_now, m2_now
     target = tau * n
     if target <= _TOL:
         return 0.0, m2_now, 0.0
@@ -67,10 +68,12 @@ def released_threshold(log_ratio: torch.Tensor, tr: torch.Tensor, tau: float) ->
     return math.sqrt(max(cap - _TOL, 0.0)), m2_now, m2_after
 
 
-@register_policy_loss("m2po_released", reference="Infini-AI-Lab/M2PO compute_m2po_policy_loss (PAPER.md §3)")
+@register_policy_loss(
+    "m2po_released", reference="Infini-AI-Lab/M2PO compute_m2po_policy_loss (PAPER.md §3)", tau_param="tau"
+)
 def m2po_released(
     batch: PolicyBatch,
-    tau: float = 0.04,
+    tau: float = PAPER_TAU,
     floor_low: float | None = None,
     floor_high: float | None = None,
 ):
@@ -82,7 +85,7 @@ def m2po_released(
     tau = validate_tau(tau)
     tr = trust_region(batch, tol=_TOL)
     t, m2_now, m2_after = released_threshold(batch.log_ratio, tr, tau)
-    if t is _UNCONSTRAINED_T:
+    if t is None:
         eps_low, eps_high = 1.0, 1e5 - 1
     else:
         eps_low = 1 - float(torch.exp(torch.tensor(-t, dtype=torch.float32)))

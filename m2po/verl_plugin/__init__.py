@@ -21,7 +21,7 @@ from verl.trainer.ppo import core_algos
 from m2po.losses import available_losses
 
 from .adapter import keep_mask_context, make_verl_policy_loss
-from .config import M2POPolicyLossConfig
+from .config import ALIAS_PREFIX, M2POPolicyLossConfig
 
 __all__ = ["REGISTERED", "SHADOWED", "M2POPolicyLossConfig", "keep_mask_context", "register"]
 
@@ -41,7 +41,7 @@ def register() -> dict[str, str]:
             SHADOWED.append(name)
         fn = make_verl_policy_loss(name)
         fn._m2po_loss = True  # type: ignore[attr-defined]
-        for key in (name, f"m2po.{name}"):
+        for key in (name, f"{ALIAS_PREFIX}{name}"):
             core_algos.register_policy_loss(key)(fn)
             REGISTERED[key] = name
     return REGISTERED

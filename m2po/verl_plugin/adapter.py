@@ -36,8 +36,9 @@ from typing import Any
 
 import torch
 
-from m2po.losses import METRIC_NAMES, get_policy_loss, loss_info
+from m2po.losses import LOG_RATIO_CLAMP, METRIC_NAMES, get_policy_loss, loss_info
 from m2po.losses.common import SUM_METRICS
+from m2po.losses.registry import KEEP_MASK_PARAM, PROXIMAL_PARAM
 
 from .config import policy_loss_settings
 
@@ -62,7 +63,7 @@ _KEEP_MASK: ContextVar[torch.Tensor | None] = ContextVar("m2po_keep_mask", defau
 @contextmanager
 def keep_mask_context(mask: torch.Tensor | None) -> Iterator[None]:
     """Make ``mask`` (``[rows, response_len]``, aligned with the micro-batch's ``response_mask``) the
-    keep-mask that the ``m2po`` loss uses for calls inside this block."""
+    keep-mask that a loss with a batch-level mask (``m2po``) uses for calls inside this block."""
     token = _KEEP_MASK.set(mask)
     try:
         yield
@@ -77,26 +78,29 @@ def current_keep_mask() -> torch.Tensor | None:
 def resolve_loss_params(name: str, config: Any) -> dict[str, Any]:
     """Keyword parameters of loss ``name`` from verl's actor config.
 
-    * ``grpo``: ε_low/ε_high from verl's ``clip_ratio_low/high`` (falling back to ``clip_ratio`` like
-      verl's ``vanilla``); dual clip with ``clip_ratio_c`` only when ``policy_loss.dual_clip`` (the paper
-      runs GRPO with dual clip off, App. B);
-    * ``m2po``, ``m2po_released``: ``tau`` (and the released floors);
-    * every other loss: its own paper's defaults (``m2po.losses``);
+    * a loss whose ε-clip is the trainer's PPO clip ratio (``loss_info(name).trainer_clip_ratio``: ``grpo``):
+      ε_low/ε_high from verl's ``clip_ratio_low/high`` (falling back to ``clip_ratio`` like verl's
+      ``vanilla``); dual clip with ``clip_ratio_c`` only when ``policy_loss.dual_clip`` (the paper runs
+      GRPO with dual clip off, App. B);
+    * a loss with a τ (``m2po``, ``m2po_released``): ``policy_loss.tau``; one with the released floors
+      (``m2po_released``): ``policy_loss.floor_low/high``;
+    * every other parameter: its own paper's defaults (``m2po.losses``);
     * ``policy_loss.loss_params`` overrides all of the above.
     """
     settings = policy_loss_settings(config.get("policy_loss", None))
-    accepted = set(loss_info(name).defaults)
+    info = loss_info(name)
     params: dict[str, Any] = {}
-    if name == "grpo":
+    if info.trainer_clip_ratio:
         clip = config.get("clip_ratio", 0.2)
         low, high = config.get("clip_ratio_low", None), config.get("clip_ratio_high", None)
         params["clip_low"] = float(low if low is not None else clip)
         params["clip_high"] = float(high if high is not None else clip)
         params["clip_c"] = float(config.get("clip_ratio_c", 3.0)) if settings["dual_clip"] else None
-    if "tau" in accepted:
-        params["tau"] = float(settings["tau"])
-    if name == "m2po_released":
-        params["floor_low"], params["floor_high"] = settings["floor_low"], settings["floor_high"]
+    if info.tau_param is not None:
+        params[info.tau_param] = float(settings["tau"])
+    for floor in ("floor_low", "floor_high"):
+        if floor in info.defaults:
+            params[floor] = settings[floor]
     params.update(settings["loss_params"])
     return params
 
@@ -200,6 +204,7 @@ def exact_minibatch_metrics(calls: dict[str, Sequence[float]]) -> dict[str, floa
 def make_verl_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:
     """A function with verl's policy-loss signature that computes ``m2po.losses`` loss ``name``."""
     fn = get_policy_loss(name)
+    info = loss_info(name)
 
     def verl_policy_loss(
         old_log_prob: torch.Tensor,
@@ -215,7 +220,7 @@ def make_verl_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, dict[s
         params = resolve_loss_params(name, config)
         agg = resolve_agg_mode(name, config, loss_agg_mode)
         mode, token_count, seq_count = global_denominators(config, agg, response_mask)
-        if name == "m2po":
+        if info.batch_mask is not None:
             scope = policy_loss_settings(config.get("policy_loss", None))["mask_scope"]
             keep = current_keep_mask()
             if scope == "minibatch":
@@ -224,11 +229,11 @@ def make_verl_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, dict[s
                         "policy_loss.mask_scope='minibatch' needs the mini-batch keep-mask, which only the M2PO "
                         "worker computes: launch with `python -m m2po.verl_plugin.main` (or use 'microbatch')"
                     )
-                params["keep_mask"] = keep.to(device=log_prob.device, dtype=torch.bool)
-        if name == "decoupled_ppo":
+                params[KEEP_MASK_PARAM] = keep.to(device=log_prob.device, dtype=torch.bool)
+        if info.takes_proximal:
             # verl's decoupled layout: old_log_prob is the *proximal* policy and rollout_is_weights carries
             # π_prox/π_behav (algorithm.rollout_correction), i.e. AReaL's Eq. 5 behaviour weight.
-            params["proximal_log_prob"] = old_log_prob
+            params[PROXIMAL_PARAM] = old_log_prob
         loss, metrics = fn(
             log_prob,
             old_log_prob,
@@ -242,10 +247,11 @@ def make_verl_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, dict[s
             **params,
         )
         dual = 0.0
-        if name == "grpo" and params.get("clip_c") is not None:
+        if params.get("clip_c") is not None:  # dual clip (the loss accepts clip_c, or fn raised above)
             with torch.no_grad():
                 m = response_mask.bool()
-                ratio = torch.exp((log_prob.detach().float() - old_log_prob.float()).clamp(-20.0, 20.0))
+                log_ratio = log_prob.detach().float() - old_log_prob.float()
+                ratio = torch.exp(log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
                 dual = float(((advantages < 0) & (ratio > params["clip_c"]) & m).sum() / m.sum().clamp(min=1))
         return loss, verl_metrics(name, metrics, dual)
 
@@ -260,7 +266,8 @@ KEEP_MASK_KEY = "m2po_keep_mask"
 
 class M2POLossFn:
     """verl's loss function (``partial(ppo_loss, config=actor_config)``) with the micro-batch's keep-mask
-    made visible to the ``m2po`` policy loss; identical to the wrapped function otherwise."""
+    made visible to a policy loss with a batch-level mask (``m2po``); identical to the wrapped function
+    otherwise."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner

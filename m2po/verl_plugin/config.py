@@ -21,9 +21,18 @@ from typing import Any, Optional
 from verl.workers.config import PolicyLossConfig
 
 from m2po.config import ConfigError
+from m2po.loss_names import PAPER_TAU
 from m2po.losses import available_losses, loss_info
+from m2po.losses.registry import KEEP_MASK_PARAM, TENSOR_PARAMS
 
-__all__ = ["MASK_SCOPES", "M2POPolicyLossConfig", "policy_loss_settings", "stale_settings", "updates_per_batch"]
+__all__ = [
+    "MASK_SCOPES",
+    "M2POPolicyLossConfig",
+    "policy_loss_settings",
+    "registry_name",
+    "stale_settings",
+    "updates_per_batch",
+]
 
 #: where Algorithm 1's keep-mask is computed (docs/verl.md, "Mask scope")
 MASK_SCOPES = ("microbatch", "minibatch")
@@ -32,7 +41,18 @@ _KEY = "actor_rollout_ref.actor.policy_loss"
 #: verl's aggregation modes (verl.trainer.ppo.core_algos.agg_loss)
 VERL_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 #: tensor inputs the adapter fills itself; never settable from a config
-_TENSOR_PARAMS = {"keep_mask", "proximal_log_prob"}
+_TENSOR_PARAMS = {KEEP_MASK_PARAM, *TENSOR_PARAMS}
+#: the namespaced alias under which every loss of ours is also registered in verl (``m2po.<name>``)
+ALIAS_PREFIX = "m2po."
+
+
+def registry_name(loss_mode: str | None) -> str | None:
+    """The ``m2po.losses`` name that verl's ``loss_mode`` runs (its own name or the ``m2po.<name>``
+    alias), None for a loss of verl's own (``vanilla``, ``verl.gspo``, ...)."""
+    if not loss_mode:
+        return None
+    name = loss_mode.removeprefix(ALIAS_PREFIX)
+    return name if name in available_losses() else None
 
 
 @dataclass
@@ -41,7 +61,7 @@ class M2POPolicyLossConfig(PolicyLossConfig):
 
     Args:
         tau: M2 threshold τ of Algorithm 1 (§5.2); 0.04 in every run of the paper, swept 0-0.16 in Fig. 8.
-            Used by ``m2po`` and ``m2po_released``.
+            Used by the losses with a τ (``m2po``, ``m2po_released``).
         mask_scope: ``"minibatch"`` (default, as in the CPU engine) computes Algorithm 1 once over the whole
             optimizer mini-batch across all data-parallel ranks (a no-grad log-prob pass plus an exact
             distributed threshold search; needs the M2PO worker of ``m2po.verl_plugin.main``);
@@ -57,7 +77,7 @@ class M2POPolicyLossConfig(PolicyLossConfig):
             ``actor.loss_agg_mode`` (token-mean in the paper's runs). Any of verl's modes overrides both.
     """
 
-    tau: float = 0.04
+    tau: float = PAPER_TAU
     mask_scope: str = "minibatch"
     floor_low: Optional[float] = None  # noqa: UP045 - OmegaConf structured configs need typing.Optional
     floor_high: Optional[float] = None  # noqa: UP045
@@ -67,7 +87,9 @@ class M2POPolicyLossConfig(PolicyLossConfig):
 
     def __post_init__(self) -> None:
         if not isinstance(self.tau, int | float) or math.isnan(self.tau) or self.tau < 0:
-            raise ConfigError(f"{_KEY}.tau", f"must be a number >= 0, got {self.tau!r}", hint="the paper uses 0.04")
+            raise ConfigError(
+                f"{_KEY}.tau", f"must be a number >= 0, got {self.tau!r}", hint=f"the paper uses {PAPER_TAU}"
+            )
         if self.mask_scope not in MASK_SCOPES:
             raise ConfigError(
                 f"{_KEY}.mask_scope",
@@ -101,7 +123,7 @@ def policy_loss_settings(policy_loss: Any) -> dict[str, Any]:
     Missing keys take :class:`M2POPolicyLossConfig`'s defaults, except ``mask_scope``: a node without it
     (verl's plain ``PolicyLossConfig``) means verl's plain worker, which can only do ``microbatch``."""
     defaults = {
-        "tau": 0.04,
+        "tau": PAPER_TAU,
         "mask_scope": "microbatch",
         "floor_low": None,
         "floor_high": None,
@@ -149,9 +171,14 @@ def stale_settings(config: Any) -> dict[str, Any]:
         "stop_at_step": stop,
         "queue_max_in_memory": in_memory,
         "queue_dir": section.get("queue_dir", None),
-        "proximal": loss_mode in ("decoupled_ppo", "m2po.decoupled_ppo") if proximal == "auto" else bool(proximal),
+        "proximal": _takes_proximal(loss_mode) if proximal == "auto" else bool(proximal),
     }
     if out["queue_dir"] is None:
         out["queue_dir"] = os.path.join(str(config.trainer.default_local_dir), "stale_queue")
     out["queue_dir"] = os.path.abspath(out["queue_dir"])
     return out
+
+
+def _takes_proximal(loss_mode: str) -> bool:
+    name = registry_name(loss_mode)
+    return name is not None and loss_info(name).takes_proximal

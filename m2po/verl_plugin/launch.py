@@ -42,6 +42,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from m2po.loss_names import PAPER_TAU, TAU_LOSSES
 from m2po.pipeline import RunSpec, expand_grid, parse_run_id
 
 __all__ = [
@@ -58,8 +59,6 @@ __all__ = [
     "studies",
 ]
 
-#: τ of every paper run (§5.2); a run id without ``-tau<τ>`` uses it
-DEFAULT_TAU = 0.04
 TRAIN_BATCH = 256  # prompts per step
 MINI_BATCH = 64  # prompts per optimizer update (× 8 responses = 512)
 ROLLOUT_N = 8
@@ -173,7 +172,7 @@ def model_key(model: str) -> str:
 
 def check_run(run: RunSpec) -> None:
     """The run's own values: a known model and method, staleness a non-negative multiple of 4, seed >= 0,
-    τ (m2po / m2po_released only) a finite number >= 0."""
+    τ (only for a loss with a τ: m2po, m2po_released) a finite number >= 0."""
     model_key(run.model)
     if run.method not in METHODS:
         raise LaunchError(f"unknown method {run.method!r}", "--method", f"choose one of {sorted(METHODS)}")
@@ -189,10 +188,12 @@ def check_run(run: RunSpec) -> None:
     if run.seed < 0:
         raise LaunchError(f"seed must be >= 0, got {run.seed}", "--seed", "use e.g. 0")
     if run.tau is not None:
-        if run.method not in ("m2po", "m2po_released"):
-            raise LaunchError(f"τ is a parameter of m2po / m2po_released, not of {run.method!r}", "--tau", "drop it")
+        if run.method not in TAU_LOSSES:
+            raise LaunchError(
+                f"τ is a parameter of {' / '.join(TAU_LOSSES)}, not of {run.method!r}", "--tau", "drop it"
+            )
         if not math.isfinite(run.tau) or run.tau < 0:
-            raise LaunchError(f"τ must be a finite number >= 0, got {run.tau}", "--tau", "the paper uses 0.04")
+            raise LaunchError(f"τ must be a finite number >= 0, got {run.tau}", "--tau", f"the paper uses {PAPER_TAU}")
 
 
 def layout(run: RunSpec, nodes: int | None = None, gpus_per_node: int | None = None) -> tuple[int, int]:
@@ -247,7 +248,7 @@ def build_overrides(
     overrides = [
         f"m2po_model={model_key(run.model)}",
         *METHODS[run.method],
-        f"{_PL}.tau={DEFAULT_TAU if run.tau is None else run.tau}",
+        f"{_PL}.tau={PAPER_TAU if run.tau is None else run.tau}",
         f"{_PL}.mask_scope={mask_scope}",
         f"m2po.staleness={run.staleness}",
         f"trainer.total_training_steps={steps + prefill}",
@@ -279,7 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=f"one of {sorted(MODELS)} (case-insensitive)")
     p.add_argument("--method", choices=sorted(METHODS))
     p.add_argument("--staleness", type=int, default=0, help="s in optimizer updates (a multiple of 4, >= 0)")
-    p.add_argument("--tau", type=float, default=None, help=f"M2PO's τ; given: a τ-sweep run (default {DEFAULT_TAU})")
+    p.add_argument("--tau", type=float, default=None, help=f"M2PO's τ; given: a τ-sweep run (default {PAPER_TAU})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--mask-scope", default="minibatch", choices=("minibatch", "microbatch"), help="microbatch = released code"

@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from m2po.loss_names import PAPER_TAU
 from m2po.losses import m2po_mask
 from m2po.losses.common import prepare_batch, trust_region, validate_tau
 
@@ -64,7 +65,7 @@ def distributed_m2po_mask(
     old_log_prob: torch.Tensor,
     advantages: torch.Tensor,
     response_mask: torch.Tensor,
-    tau: float = 0.04,
+    tau: float = PAPER_TAU,
     group: dist.ProcessGroup | None = None,
 ) -> torch.Tensor:
     """Algorithm 1's keep-mask (bool, shape of the inputs) over the union of all ranks' tokens in ``group``.

@@ -8,7 +8,7 @@ metric>: value}}`` per step, plus one for the validation before training, step 0
 :class:`~m2po.verl_plugin.trainer.M2POTrainer` writes ``updates.jsonl``, one record per optimizer update
 (:mod:`m2po.verl_plugin.update_log`). :func:`tidy_run` turns them into
 
-* ``updates.csv`` with the tiny engine's columns (``m2po.engine.loop.UPDATE_COLUMNS``), from
+* ``updates.csv`` with the tiny engine's columns (``m2po.engine.bookkeeping.UPDATE_COLUMNS``), from
   ``updates.jsonl``;
 * ``evals.csv`` with the verl columns ``update, benchmark, avg_at_k, ci_low, ci_high, k, n_problems,
   n_timeouts`` (what :func:`m2po.analysis.accuracy` reads), from ``metrics.jsonl``;
@@ -62,7 +62,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from m2po.engine.loop import TOKEN_COLUMNS, UPDATE_COLUMNS
+from m2po.engine.bookkeeping import TOKEN_COLUMNS, UPDATE_COLUMNS
 from m2po.engine.rundir import atomic_write_bytes, format_value
 
 from .update_log import UPDATES_LOG, MetricsFormatError, read_update_log

@@ -41,8 +41,10 @@ from verl.utils.device import get_device_id
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 from verl.workers.utils.padding import no_padding_2_padding
 
+from m2po.losses import loss_info, m2po_mask
+
 from .adapter import KEEP_MASK_KEY, SUM_PREFIX, M2POLossFn, exact_minibatch_metrics
-from .config import policy_loss_settings
+from .config import policy_loss_settings, registry_name
 from .mask import distributed_m2po_mask
 
 __all__ = [
@@ -90,15 +92,21 @@ def current_lr(engine: Any) -> float | None:
 
 
 def minibatch_tau(actor_config: Any) -> float | None:
-    """τ when the actor trains ``m2po`` with ``mask_scope=minibatch``; else None (nothing to precompute)."""
+    """τ when the actor trains a loss with a batch-level mask (``m2po``) with ``mask_scope=minibatch``; else
+    None (nothing to precompute)."""
     if actor_config is None:
         return None
     policy_loss = actor_config.get("policy_loss", None)
-    mode = policy_loss.get("loss_mode", "vanilla") if policy_loss is not None else "vanilla"
+    name = registry_name(policy_loss.get("loss_mode", "vanilla") if policy_loss is not None else "vanilla")
     settings = policy_loss_settings(policy_loss)
-    if mode in ("m2po", "m2po.m2po") and settings["mask_scope"] == "minibatch":
-        return float(settings["tau"])
-    return None
+    if name is None or loss_info(name).batch_mask is None or settings["mask_scope"] != "minibatch":
+        return None
+    if loss_info(name).batch_mask is not m2po_mask:
+        raise NotImplementedError(
+            f"mask_scope=minibatch: the worker computes Algorithm 1's mask across ranks (distributed_m2po_mask), "
+            f"not {name!r}'s batch mask; use mask_scope=microbatch"
+        )
+    return float(settings["tau"])
 
 
 class M2POTrainingWorker(TrainingWorker):
