@@ -37,10 +37,10 @@ from ..fileio import atomic_torch_save
 from ..interrupts import deferred
 from ..losses import METRIC_NAMES, get_policy_loss, m2po_mask
 from ..staleness import StalenessSchedule, StaleQueue
+from .build import build_run
 from .progress import TrainProgress
 from .resume import ResumePlan, plan_resume
 from .rundir import BestCheckpoint, CsvLog, record_wall_time, write_manifest
-from .setup import build_run
 from .train_config import TrainConfig
 
 UPDATE_COLUMNS = [
