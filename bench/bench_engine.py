@@ -11,8 +11,8 @@ import tempfile
 import time
 
 from m2po.config import load_config
+from m2po.engine.build import build_run
 from m2po.engine.loop import Trainer
-from m2po.engine.setup import build_run
 from m2po.engine.train_config import TrainConfig
 
 from .timing import print_table

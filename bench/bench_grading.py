@@ -23,8 +23,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from m2po.eval.grader import grade_one
 from m2po.eval.pool import GradeTask, GradingPool
+from m2po.grader import grade_one
 
 from .timing import print_table
 

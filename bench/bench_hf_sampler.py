@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from m2po.engine.hf_policy import HFPolicy, char_tokenizer
+from m2po.engine.hf_model import char_tokenizer
+from m2po.engine.hf_policy import HFPolicy
 
 from .timing import best_of, print_table
 

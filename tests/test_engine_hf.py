@@ -1,4 +1,4 @@
-"""The Hugging Face policy adapter (``m2po.engine.hf_policy``) on a tiny randomly initialised Qwen2.
+"""The Hugging Face engine (``m2po.engine.hf_policy``, ``.hf_model``, ``.hf_run``) on a tiny random Qwen2.
 
 What must hold for a HF model to be trainable by the engine: the KV-cache sampler draws exactly
 what a no-cache loop draws from the same generator, its recorded log-probs are what the training
@@ -16,7 +16,9 @@ import pytest
 import torch
 
 from m2po.config import load_config
-from m2po.engine.hf_policy import HFPolicy, _split_model_path, build_hf_run, char_tokenizer, read_problems
+from m2po.engine.hf_model import char_tokenizer, split_model_path
+from m2po.engine.hf_policy import HFPolicy
+from m2po.engine.hf_run import build_hf_run, read_problems
 from m2po.engine.loop import Trainer
 from m2po.engine.sampler import left_pad
 from m2po.engine.train_config import TrainConfig
@@ -215,10 +217,10 @@ def test_build_hf_run_reads_the_dataset_schema(tmp_path: Path) -> None:
 
 def test_model_path_may_name_the_gguf_or_its_directory(tmp_path: Path) -> None:
     (tmp_path / "model.Q4.gguf").write_bytes(b"")
-    assert _split_model_path(str(tmp_path / "model.Q4.gguf"), None) == (str(tmp_path), "model.Q4.gguf")
-    assert _split_model_path(str(tmp_path), None) == (str(tmp_path), "model.Q4.gguf")
-    assert _split_model_path(str(tmp_path), "other.gguf") == (str(tmp_path), "other.gguf")
+    assert split_model_path(str(tmp_path / "model.Q4.gguf"), None) == (str(tmp_path), "model.Q4.gguf")
+    assert split_model_path(str(tmp_path), None) == (str(tmp_path), "model.Q4.gguf")
+    assert split_model_path(str(tmp_path), "other.gguf") == (str(tmp_path), "other.gguf")
     (tmp_path / "second.gguf").write_bytes(b"")
     with pytest.raises(ValueError, match="several GGUF"):
-        _split_model_path(str(tmp_path), None)
-    assert _split_model_path("org/model", None) == ("org/model", None)
+        split_model_path(str(tmp_path), None)
+    assert split_model_path("org/model", None) == ("org/model", None)

@@ -164,3 +164,34 @@ def test_model_training_mode_restored() -> None:
     m = _model().train()
     sample(m, _prompts(), 3, greedy=True, tokenizer=TOK)
     assert m.training
+
+
+class _Counting(_EosBiased):
+    """Counts forward passes; an EOS bias of -100 keeps every row generating to ``max_new_tokens``."""
+
+    def __init__(self) -> None:
+        super().__init__(-100.0)
+        self.calls = 0
+
+    def forward(self, input_ids, attention_mask=None, past=None):  # noqa: ANN001, ANN201
+        self.calls += 1
+        return super().forward(input_ids, attention_mask, past)
+
+
+@pytest.mark.parametrize("sampler", [sample, sample_without_cache])
+def test_one_forward_per_drawn_token_and_one_draw_per_step(sampler) -> None:  # noqa: ANN001
+    """T tokens need the prefill and T - 1 steps: no forward pass whose logits nobody reads. The generator
+    advances by exactly one multinomial draw over the batch per step (replayed here on the same logits)."""
+    m = _Counting()
+    prompts, steps = _prompts(), 7
+    gen = torch.Generator().manual_seed(5)
+    roll = sampler(m, prompts, steps, generator=gen, tokenizer=TOK)
+    assert roll.response_mask.all() and roll.responses.shape[1] == steps
+    assert m.calls == steps
+    replay = torch.Generator().manual_seed(5)
+    logits, _ = super(_Counting, m).forward(roll.input_ids, roll.attention_mask)
+    for t in range(steps):
+        probs = torch.softmax(logits[:, roll.response_start - 1 + t].float(), dim=-1)
+        tok = torch.multinomial(probs, 1, generator=replay).squeeze(1)
+        assert torch.equal(tok, roll.responses[:, t])
+    assert torch.equal(gen.get_state(), replay.get_state())

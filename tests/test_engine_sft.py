@@ -15,6 +15,7 @@ from m2po.engine import sft
 from m2po.engine.model import MODEL_SIZES, TinyTransformer
 from m2po.engine.sampler import sample
 from m2po.engine.sft import SFT_PRESETS, SFTConfig, evaluate, load_checkpoint, load_warm_start, warm_start
+from m2po.engine.sft_batches import AnswerBatches
 from m2po.engine.task import ArithmeticTask, generate_problems, reward
 from m2po.engine.tokenizer import CharTokenizer
 
@@ -26,7 +27,7 @@ QUICK = SFTConfig(size="0.1M", steps=30, batch_size=32, warmup_steps=5, eval_sam
 
 def test_corruption_changes_only_answer_digits_at_the_requested_rate() -> None:
     train, _ = generate_problems(TASK)
-    batches = sft._SFTBatches(train, TOK)
+    batches = AnswerBatches(train, TOK)
     gen = torch.Generator().manual_seed(0)
     ids, mask, start = batches.draw(4000, 0.0, gen)
     clean = [TOK.decode(r[start:].tolist()) for r in ids]

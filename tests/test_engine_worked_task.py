@@ -12,6 +12,7 @@ import torch
 
 from m2po.config import ConfigError, load_config
 from m2po.engine import sft
+from m2po.engine.sft_batches import WorkedBatches
 from m2po.engine.task import (
     ArithmeticTask,
     final_answer,
@@ -122,7 +123,7 @@ def test_config_checks() -> None:
 def test_warm_start_batches_slip_only_column_sums_at_the_requested_rate() -> None:
     task = ArithmeticTask(seed=0, n_train=400, n_test=10, response_format="worked")
     train, _ = generate_problems(task)
-    batches = sft._WorkedSFTBatches(train, TOK, width=2)
+    batches = WorkedBatches(train, TOK, width=2)
     gen = torch.Generator().manual_seed(0)
     ids, mask, start = batches.draw(3000, 0.0, gen)
     solutions = {p["question"]: p["solution"] for p in train}
@@ -132,7 +133,7 @@ def test_warm_start_batches_slip_only_column_sums_at_the_requested_rate() -> Non
         assert int(m[start:].sum()) == len(solutions[question]) + 1  # + EOS
 
     rate = 0.3
-    ids, mask, start = sft._WorkedSFTBatches(train, TOK, width=2).draw(3000, rate, torch.Generator().manual_seed(1))
+    ids, mask, start = WorkedBatches(train, TOK, width=2).draw(3000, rate, torch.Generator().manual_seed(1))
     slipped = n_columns = 0
     for row in ids.tolist():
         question = TOK.decode(row[:start])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from m2po.eval.grader import extract_answer, grade_one, math_reward
+from m2po.grader import extract_answer, grade_one, math_reward
 
 
 def B(s: str) -> str:

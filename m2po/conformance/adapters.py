@@ -10,15 +10,13 @@ the loss under test has. Targets (docs/conformance.md):
   the public signature ``fn(log_prob, old_log_prob, advantages, response_mask, **params) -> (loss,
   metrics)``; or, when the object is an :class:`Adapter` (instance or subclass), that adapter;
 * ``verl:NAME`` — a loss of verl's registry called as verl calls it (:mod:`.verl_adapter`).
+
+Turning a ``--target`` string into one of them is :func:`m2po.conformance.targets.resolve_target`.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -129,42 +127,3 @@ class RegistryAdapter(Adapter):
             )
             kw[self.keep_mask_param] = keep[call.rows[0] : call.rows[1]]
         return self.fn(call.log_prob, call.old_log_prob, call.advantages, call.response_mask, **kw)
-
-
-def _load_object(spec: str):
-    module_name, _, attr = spec.rpartition(":")
-    if not module_name or not attr:
-        raise ValueError(f"--target {spec!r}: expected MODULE:OBJECT, FILE.py:OBJECT, m2po:NAME or verl:NAME")
-    if module_name.endswith(".py"):
-        path = Path(module_name)
-        if not path.is_file():
-            raise ValueError(f"--target {spec!r}: no such file {path}")
-        mod_spec = importlib.util.spec_from_file_location(f"conformance_target_{path.stem}", path)
-        module = importlib.util.module_from_spec(mod_spec)
-        assert mod_spec.loader is not None
-        mod_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f"--target {spec!r}: {module_name} has no attribute {attr!r}") from None
-
-
-def resolve_target(target: str) -> Adapter:
-    """Turn a ``--target`` string into an adapter."""
-    kind, _, rest = target.partition(":")
-    if kind == "m2po" and rest:
-        return RegistryAdapter(rest)
-    if kind == "verl" and rest:
-        from .verl_adapter import VerlAdapter
-
-        return VerlAdapter(rest)
-    obj = _load_object(target)
-    if inspect.isclass(obj) and issubclass(obj, Adapter):
-        obj = obj()
-    if isinstance(obj, Adapter):
-        return obj
-    if callable(obj):
-        return SignatureAdapter(obj, name=target)
-    raise ValueError(f"--target {target!r}: {type(obj).__name__} is neither an Adapter nor a function")

@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
         index = export(args.out)
         print(f"wrote {len(index['cases'])} cases (format version {index['version']}) to {args.out}")
         return 0
-    from .adapters import resolve_target
     from .check import VectorsError, check, exit_status, format_table, results_json
+    from .targets import resolve_target
 
     patterns = [p for item in args.cases for p in item.split(",") if p]
     try:

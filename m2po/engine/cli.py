@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         path = resolve_config_path(args.config)
     cfg = load_config(TrainConfig, path, args.overrides)
     if args.warm_start_only:
-        from .setup import build_run
+        from .build import build_run
 
         print(f"warm start ready: {build_run(cfg).manifest.get('warm_start', {}).get('path')}")
         return 0

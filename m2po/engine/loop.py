@@ -39,10 +39,10 @@ from ..interrupts import deferred
 from ..losses import get_policy_loss, loss_info
 from ..staleness import StalenessSchedule, StaleQueue
 from .bookkeeping import EVAL_COLUMNS, TOKEN_COLUMNS, UPDATE_COLUMNS, ProblemStream, combine_metrics, token_sample
+from .build import build_run
 from .progress import TrainProgress
 from .resume import ResumePlan, plan_resume
 from .rundir import BestCheckpoint, CsvLog, record_wall_time, write_manifest
-from .setup import build_run
 from .train_config import TrainConfig
 
 

@@ -52,21 +52,16 @@ class TinyPolicy:
         return [self.tokenizer.encode_prompt(q) for q in questions]
 
     def generate(self, prompts, max_new_tokens, temperature, generator, greedy=False) -> Rollout:
-        was_training = self.module.training
-        self.module.eval()
-        try:
-            with torch.no_grad():
-                return sample(
-                    self.module,
-                    prompts,
-                    max_new_tokens,
-                    temperature=temperature,
-                    generator=generator,
-                    greedy=greedy,
-                    tokenizer=self.tokenizer,
-                )
-        finally:
-            self.module.train(was_training)
+        """The engine's sampler with its KV cache (it switches the model to eval mode and back itself)."""
+        return sample(
+            self.module,
+            prompts,
+            max_new_tokens,
+            temperature=temperature,
+            generator=generator,
+            greedy=greedy,
+            tokenizer=self.tokenizer,
+        )
 
     def log_probs(self, input_ids, attention_mask, response_start):
         return sequence_log_probs(self.module, input_ids, attention_mask, response_start)

@@ -25,7 +25,8 @@ Two response formats share the question space (``response_format``):
   are computations. That is the token statistic of LLM chains of thought (most tokens
   near-deterministic, a minority of high-entropy "forking" tokens), and the warm start
   (``sft.py``) puts its noise on the column sums only. The reward still checks only the final
-  answer (:func:`final_answer`), exactly: a verifiable reward, like a math grader on ``\boxed{}``.
+  answer (its last space-separated field, :func:`~m2po.grader.final_answer`), exactly: a
+  verifiable reward, like a math grader on ``\boxed{}``.
 
 Determinism: problems are drawn without replacement from the enumerated question space with
 ``random.Random(seed)``, so the same config always yields the same split, and train/test are
@@ -38,6 +39,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from ..grader import final_answer
 
 ResponseFormat = Literal["answer", "worked"]
 RESPONSE_FORMATS: tuple[str, ...] = ("answer", "worked")
@@ -156,15 +159,6 @@ def generate_problems(config: ArithmeticTask) -> tuple[list[dict[str, str]], lis
         ]
 
     return rows("train", picked[: config.n_train]), rows("test", picked[config.n_train :])
-
-
-def final_answer(response_text: str) -> str:
-    """The answer a response states: its last space-separated field ("7+8=15 0+4+1=5 55" -> "55").
-
-    For the "answer" format (no spaces) that is the whole stripped response.
-    """
-    fields = response_text.split()
-    return fields[-1] if fields else ""
 
 
 def reward(response_text: str, answer: str) -> float:

@@ -67,7 +67,7 @@ def train_one(cfg: TrainConfig, out: str | Path) -> str:
 
 
 def warm_start_only(cfg: TrainConfig, regime_out: str | None) -> str:
-    from .setup import build_run
+    from .build import build_run
 
     _reset_process_state(cfg)
     path = build_run(cfg).manifest.get("warm_start", {}).get("path")

@@ -6,7 +6,7 @@ takes ~1-2 s. Doing it once in the forkserver makes every (re)started worker rea
 
 from __future__ import annotations
 
-from .grader import grade_one
+from ..grader import grade_one
 
 grade_one("\\boxed{\\frac{1}{2}}", "0.5")
 grade_one("x = 3", "3", extraction="math_verify")

@@ -84,7 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from .grader import GRADER_NAME, grader_version
+    from ..grader import GRADER_NAME, grader_version
     from .pool import GradeTask
     from .store import read_jsonl
 

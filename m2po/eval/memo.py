@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import os_error_with_path
-from .grader import MAX_ANSWER_CHARS, GradeResult, extract_answer
+from ..grader import MAX_ANSWER_CHARS, GradeResult, extract_answer
 
 #: the verdicts worth remembering: deterministic functions of the pair
 MEMO_STATUSES = ("correct", "incorrect")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .grader import DEFAULT_SOFT_TIMEOUT_S, STRING_EXTRACTION, GradeResult, extract_answer, grade_one
+from ..grader import DEFAULT_SOFT_TIMEOUT_S, STRING_EXTRACTION, GradeResult, extract_answer, grade_one
 
 DEFAULT_TIMEOUT_S = 10.0
 

@@ -24,26 +24,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...engine.hf_model import split_model_path, stop_token_ids
 from .base import GenParams, GenRequest, fingerprint
-
-#: end-of-turn tokens of common chat templates; each one present in the vocabulary stops generation
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "<end_of_turn>")
 
 
 def resolve_model_path(model: str, gguf_file: str | None = None) -> tuple[Path, str | None]:
-    """``(directory, gguf file name or None)`` for a model dir, a ``.gguf`` file or a dir with one GGUF."""
+    """``(directory, gguf file name or None)`` for a model dir, a ``.gguf`` file or a dir with one GGUF
+    (:func:`m2po.engine.hf_model.split_model_path`); anything else is an error here: no hub downloads."""
     p = Path(model)
-    if p.is_file() and p.suffix == ".gguf":
-        return p.parent, p.name
-    if not p.is_dir():
+    if not (p.is_dir() or (p.is_file() and p.suffix == ".gguf")):
         raise FileNotFoundError(f"model {model!r} is neither a directory nor a .gguf file (no hub downloads here)")
-    if gguf_file is None and not (p / "config.json").exists():
-        ggufs = sorted(p.glob("*.gguf"))
-        if len(ggufs) == 1:
-            return p, ggufs[0].name
-        if len(ggufs) > 1:
-            raise ValueError(f"{p} holds several GGUF files {[g.name for g in ggufs]}; pass the file itself")
-    return p, gguf_file
+    directory, gguf = split_model_path(model, gguf_file)
+    return Path(directory), gguf
 
 
 class HFBackend:
@@ -93,17 +85,8 @@ class HFBackend:
         return tok
 
     def _eos_ids(self) -> list[int]:
-        ids: list[int] = []
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
-        for cand in [gen_eos, self.tokenizer.eos_token_id]:
-            for i in cand if isinstance(cand, list) else [cand]:
-                if isinstance(i, int) and i not in ids:
-                    ids.append(i)
-        vocab = self.tokenizer.get_vocab()
-        for t in END_OF_TURN:
-            if t in vocab and vocab[t] not in ids:
-                ids.append(vocab[t])
-        return ids
+        return stop_token_ids(self.tokenizer, gen_eos, self.tokenizer.eos_token_id)
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """The prompt text: the tokenizer's chat template with the assistant turn opened."""

@@ -11,7 +11,7 @@ Model sources, in the order they are tried:
 The prompt fed to the model is the content of the last user message, encoded with
 ``CharTokenizer.encode_prompt`` (the tiny task's rows carry the bare question there). Characters
 outside the model's vocabulary are an error: silently dropping them would grade a different
-question. The task's final answer is read by ``extraction="tiny"`` (:func:`m2po.engine.task.final_answer`).
+question. The task's final answer is read by ``extraction="tiny"`` (:func:`m2po.grader.final_answer`).
 
 Sampling: every row of one ``generate`` call is drawn in one batch (a ~0.1M-parameter model is cheap per
 row and expensive per call), from one generator seeded by all the requests' seeds: the same call always

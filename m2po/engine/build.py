@@ -1,41 +1,29 @@
-"""Build what a run trains on from its config: the policy, the problems, the reward."""
+"""Build what a run trains on from its config: the policy, the problems, the reward (a :class:`RunSetup`).
+
+One builder per model kind (``model.kind``), looked up in :data:`RUN_BUILDERS`: the tiny transformer
+on the arithmetic task here, a Hugging Face model in ``hf_run.py``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from .hf_run import build_hf_run
 from .model import MODEL_SIZES, TinyTransformer
-from .policy import Policy, TinyPolicy
+from .policy import TinyPolicy
+from .run_setup import RunSetup
 from .sft import load_checkpoint, load_warm_start, sft_preset, warm_start
-from .task import ArithmeticTask, generate_problems, reward_function
+from .task import generate_problems, reward_function
 from .train_config import TrainConfig
 
 
-@dataclass
-class RunSetup:
-    policy: Policy
-    train_problems: list[dict[str, str]]
-    eval_problems: list[dict[str, str]]
-    reward: Callable[[str, str], float]
-    benchmark: str
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-
-def tiny_task(cfg: TrainConfig) -> ArithmeticTask:
-    return cfg.task.arithmetic_task()
-
-
-def build_run(cfg: TrainConfig) -> RunSetup:
-    if cfg.model.kind == "hf":
-        from .hf_policy import build_hf_run
-
-        return build_hf_run(cfg)
-    task = tiny_task(cfg)
+def build_tiny_run(cfg: TrainConfig) -> RunSetup:
+    """The tiny transformer (warm-started or seeded random init) on the arithmetic task of ``cfg.task``."""
+    task = cfg.task.arithmetic_task()
     train, test = generate_problems(task)
     manifest: dict[str, Any] = {
         "engine": "tiny",
@@ -60,3 +48,12 @@ def build_run(cfg: TrainConfig) -> RunSetup:
     model.train()
     manifest["model"] = {"kind": "tiny", "size": cfg.model.size, "parameters": model.num_parameters()}
     return RunSetup(TinyPolicy(model), train, test, reward_function(task), "tiny_arith", manifest)
+
+
+#: ``model.kind`` -> the builder of its run.
+RUN_BUILDERS: dict[str, Callable[[TrainConfig], RunSetup]] = {"tiny": build_tiny_run, "hf": build_hf_run}
+
+
+def build_run(cfg: TrainConfig) -> RunSetup:
+    """The :class:`RunSetup` of ``cfg``, from the builder of its ``model.kind``."""
+    return RUN_BUILDERS[cfg.model.kind](cfg)
