@@ -199,8 +199,7 @@ def describe(found: list[list[str]]) -> str:
 
 #: Cycles known and not yet removed (their code lies outside the change that added this test), by the set of
 #: modules on the printed path. An entry that no longer matches a cycle fails the test: remove it with its fix.
-#: verl_plugin: ``cpu_mode.cpu_env`` imports ``launch.run_env`` while ``launch.main`` imports ``cpu_mode``.
-KNOWN_CYCLES: set[frozenset[str]] = {frozenset({"m2po.verl_plugin.cpu_mode", "m2po.verl_plugin.launch"})}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def _unexpected(found: list[list[str]], known: set[frozenset[str]]) -> list[list[str]]:

@@ -108,7 +108,7 @@ ALLOWED = {
     ("m2po/conformance/expected.py", "oracle_outcome"): "oracle: Algorithm 1's mask for the m2po oracle",
     ("m2po/conformance/expected.py", "_alternative_outcome"): "oracle: the other readings of M2PO and GRPO",
     ("m2po/conformance/expected.py", "candidate_alternatives"): "oracle: the other readings of M2PO and GRPO",
-    ("m2po/conformance/adapters.py", "resolve_target"): "`m2po:NAME` names this package, not a loss",
+    ("m2po/conformance/targets.py", "resolve_target"): "`m2po:NAME` names this package, not a loss",
     ("m2po/analysis/table1.py", "table1_markdown"): "Table 1 is about the paper's methods (Δ vs GRPO)",
 }
 

@@ -122,3 +122,23 @@ def test_cpu_dry_run_is_torchrun_on_loopback(capsys, tmp_path) -> None:
     assert "trainer.n_gpus_per_node=2" in cmd
     assert out["env"]["VERL_PLATFORM"] == "cpu" and out["env"]["GLOO_SOCKET_IFNAME"].startswith("lo")
     assert out["env"]["VERL_USE_EXTERNAL_MODULES"] == "m2po.verl_plugin.cpu_platform"
+
+
+def test_a_launch_runs_its_command_in_the_run_directory(tmp_path) -> None:
+    """Not a dry run: the launcher executes the command it builds (a stand-in interpreter records its
+    arguments and verl's metrics path), keeping an earlier session's metrics."""
+    record = tmp_path / "called.json"
+    python = tmp_path / "fake_python"
+    python.write_text(
+        f'#!/bin/sh\nprintf \'{{"argv": "%s", "metrics": "%s"}}\' "$*" "$VERL_FILE_LOGGER_PATH" > {record}\nexit 7\n'
+    )
+    python.chmod(0o755)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    argv = ["--model", "Qwen2.5-Math-7B", "--method", "m2po", "--out", str(out), "--python", str(python)]
+    assert main(argv) == 7  # the command's own exit status
+    called = json.loads(record.read_text())
+    assert called["argv"].startswith("-m m2po.verl_plugin.main ")
+    assert called["metrics"] == str(out / "metrics.jsonl")
+    assert (out / "metrics.session-1.jsonl").read_text() == '{"step": 1}\n'

@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 
 from .cpu_platform import PLATFORM_ENV, loopback_interface, use_cpu_platform
+from .launch_common import run_env
 
 __all__ = [
     "CPU_OVERRIDES",
@@ -338,8 +339,6 @@ def cpu_command(
 def cpu_env(out: str, device: str = "cpu") -> dict[str, str]:
     """The ranks' environment: the CPU platform (or verl's CUDA one with ``device="cuda"``), gloo on the
     loopback interface, verl's metrics file in run directory ``out``."""
-    from .launch import run_env
-
     gloo_if = os.environ.get("GLOO_SOCKET_IFNAME", loopback_interface())
     env = {**run_env(out), "GLOO_SOCKET_IFNAME": gloo_if, DEVICE_ENV: device}
     return {**PLATFORM_ENV, **env} if device == "cpu" else env

@@ -144,11 +144,11 @@ def cpu_smoke(
 ) -> int:  # fmt: skip
     """``launch --cpu --smoke --out OUT [--resume]``: prepare OUT (once), run verl's loop with :data:`CPU_SMOKE`
     (the first session stops after step 3, ``resume`` continues to step 4), write ``updates.csv`` and check
-    every update's staleness. Bad input raises :class:`~m2po.verl_plugin.launch.LaunchError`."""
+    every update's staleness. Bad input raises :class:`~m2po.verl_plugin.launch_common.LaunchError`."""
     import shlex
 
     from .cpu_mode import cpu_command, cpu_env
-    from .launch import LaunchError, run
+    from .launch_common import LaunchError, run_in_dir
     from .tidy import tidy_run
 
     ckpt = out / "checkpoints"
@@ -178,7 +178,7 @@ def cpu_smoke(
     if dry_run:
         print(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(cmd))
         return 0
-    code = run(cmd, env, str(out))
+    code = run_in_dir(cmd, env, str(out))
     if code != 0:
         return code
     tidy_run(out)

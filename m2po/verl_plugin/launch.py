@@ -37,13 +37,15 @@ import json
 import math
 import os
 import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from m2po.loss_names import PAPER_TAU, TAU_LOSSES
 from m2po.pipeline import RunSpec, expand_grid, parse_run_id
+
+from .launch_common import METRICS_ENV, LaunchError, run_env, run_in_dir
+from .launch_common import absolute as _local
 
 __all__ = [
     "METHODS",
@@ -127,19 +129,6 @@ METHODS: dict[str, list[str]] = {
 
 
 PAPER_GRID = Path(__file__).resolve().parents[2] / "workflow" / "config" / "paper.yaml"
-PROG = "m2po launch"
-METRICS_ENV = "VERL_FILE_LOGGER_PATH"
-
-
-class LaunchError(ValueError):
-    """Bad launcher input: ``what`` went wrong, at ``key`` (a flag or override), and how to ``fix`` it."""
-
-    def __init__(self, what: str, key: str, fix: str) -> None:
-        self.what, self.key, self.fix = what, key, fix
-        super().__init__(f"{what}, {key}, {fix}")
-
-    def line(self) -> str:
-        return f"{PROG}: error: {self}"
 
 
 def _grid_config(path: Path = PAPER_GRID) -> dict:
@@ -212,15 +201,6 @@ def layout(run: RunSpec, nodes: int | None = None, gpus_per_node: int | None = N
             "use a power of two in total (e.g. 1x8, 2x8, 4x8)",
         )
     return nodes, gpus
-
-
-def _local(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
-
-
-def run_env(out: str) -> dict[str, str]:
-    """The run's environment: verl's file logger writes ``<out>/metrics.jsonl`` (absolute)."""
-    return {METRICS_ENV: os.path.join(_local(out), "metrics.jsonl")}
 
 
 def build_overrides(
@@ -306,21 +286,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def rotate_metrics(out: str) -> Path | None:
-    """Keep an earlier session's ``metrics.jsonl`` (verl's logger would truncate it) as
-    ``metrics.session-<k>.jsonl``; returns the new name, if any."""
-    from .tidy import rotate_metrics as rotate
-
-    return rotate(out)
-
-
-def run(cmd: list[str], env: dict[str, str], out: str) -> int:
-    """Run a launch command in run directory ``out`` (earlier metrics kept, see :func:`rotate_metrics`)."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    rotate_metrics(out)
-    return subprocess.call(cmd, env={**os.environ, **env})
-
-
 def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.list:
         for run in paper_runs(args.study):
@@ -365,7 +330,7 @@ def _launch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         else:
             print(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(cmd))
         return 0
-    return run(cmd, env, out)
+    return run_in_dir(cmd, env, out)
 
 
 def main(argv: list[str] | None = None) -> int:

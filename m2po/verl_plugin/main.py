@@ -33,8 +33,8 @@ from verl.utils.device import auto_set_device
 import m2po.verl_plugin  # noqa: F401  (registers the losses in the driver even with VERL_USE_EXTERNAL_PLUGINS=none)
 from m2po.config import ConfigError
 
-#: verl's file logger's path variable (its metrics.jsonl)
-METRICS_ENV = "VERL_FILE_LOGGER_PATH"
+from .launch_common import METRICS_ENV
+
 #: workflow/verl in the repository (an editable install, as environment.yml does)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "workflow" / "verl"
 

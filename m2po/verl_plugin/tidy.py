@@ -65,6 +65,7 @@ from typing import Any
 from m2po.engine.bookkeeping import TOKEN_COLUMNS, UPDATE_COLUMNS
 from m2po.engine.rundir import atomic_write_bytes, format_value
 
+from .launch_common import METRICS_FILE, metrics_files, rotate_metrics
 from .update_log import UPDATES_LOG, MetricsFormatError, read_update_log
 
 __all__ = [
@@ -82,7 +83,6 @@ __all__ = [
     "update_rows",
 ]
 
-METRICS_FILE = "metrics.jsonl"
 #: the verl runs' evaluation columns (ARCHITECTURE.md §3)
 EVAL_COLUMNS = ["update", "benchmark", "avg_at_k", "ci_low", "ci_high", "k", "n_problems", "n_timeouts"]
 
@@ -122,21 +122,6 @@ def read_metrics(path: str | Path) -> dict[int, dict[str, Any]]:
     return steps
 
 
-_SESSION = re.compile(r"^metrics\.session-(\d+)\.jsonl$")
-
-
-def metrics_files(out_dir: str | Path) -> list[Path]:
-    """A run's metrics logs, oldest first: ``metrics.session-<k>.jsonl`` by ``k``, then ``metrics.jsonl``."""
-    out = Path(out_dir)
-    sessions = sorted(
-        (int(m.group(1)), p) for p in out.glob("metrics.session-*.jsonl") if (m := _SESSION.match(p.name))
-    )
-    files = [p for _, p in sessions]
-    if (out / METRICS_FILE).exists():
-        files.append(out / METRICS_FILE)
-    return files
-
-
 def read_run_metrics(out_dir: str | Path) -> dict[int, dict[str, Any]]:
     """:func:`read_metrics` over every session of a run (later sessions win for a step logged twice)."""
     files = metrics_files(out_dir)
@@ -147,19 +132,6 @@ def read_run_metrics(out_dir: str | Path) -> dict[int, dict[str, Any]]:
         for step, data in read_metrics(path).items():
             steps.setdefault(step, {}).update(data)
     return steps
-
-
-def rotate_metrics(out_dir: str | Path) -> Path | None:
-    """Rename a non-empty ``metrics.jsonl`` to the next ``metrics.session-<k>.jsonl`` (before verl, which
-    truncates the file, starts again in this run directory); returns the new path."""
-    out = Path(out_dir)
-    current = out / METRICS_FILE
-    if not current.exists() or current.stat().st_size == 0:
-        return None
-    taken = [int(m.group(1)) for p in out.glob("metrics.session-*.jsonl") if (m := _SESSION.match(p.name))]
-    target = out / f"metrics.session-{max(taken, default=0) + 1}.jsonl"
-    current.rename(target)
-    return target
 
 
 def _num(value: Any) -> float | None:

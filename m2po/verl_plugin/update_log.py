@@ -35,6 +35,8 @@ from typing import Any
 
 from m2po.losses import METRIC_NAMES
 
+from .launch_common import METRICS_ENV
+
 __all__ = [
     "RECORD_KEYS",
     "UPDATES_LOG",
@@ -46,8 +48,6 @@ __all__ = [
 ]
 
 UPDATES_LOG = "updates.jsonl"
-#: verl's file logger's path variable (``metrics.jsonl``); the launcher sets it to ``<run dir>/metrics.jsonl``
-METRICS_ENV = "VERL_FILE_LOGGER_PATH"
 
 
 def update_log_path(checkpoint_dir: str | os.PathLike[str]) -> Path:
