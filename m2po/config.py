@@ -10,31 +10,58 @@ the value's source; a plain ``ValueError`` is keyed by the dataclass's own path.
 
 Coercion is strict (an ``int`` field rejects ``2.5``, ``"2"`` and ``true``) with two conveniences:
 a ``float`` accepts an int, and a numeric string such as ``1e-6``, which PyYAML reads as a
-string (YAML 1.1 floats need a dot).
+string (YAML 1.1 floats need a dot). Type names and coercion live in :mod:`m2po.config_types`.
+
+A command-line tool declares its settings the same way and derives its flags from the fields with
+:func:`add_config_arguments`, as TRL's ``HfArgumentParser`` does (``m2po eval``: :mod:`m2po.eval.eval_config`).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import difflib
 import enum
 import os
-import tempfile
 import textwrap
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["ConfigError", "config_help", "dump_yaml", "load_config", "option", "to_dict", "validate_config"]
+from .config_types import (
+    ConfigError,
+    build_dataclass,
+    coerce_kwargs,
+    field_default,
+    init_fields,
+    join_key,
+    nested_dataclass,
+    type_name,
+)
+from .fileio import atomic_write_text
+
+__all__ = [
+    "ConfigError",
+    "add_config_arguments",
+    "coerce_kwargs",
+    "config_flag",
+    "config_from_args",
+    "config_help",
+    "dump_yaml",
+    "load_config",
+    "option",
+    "to_dict",
+    "type_name",
+    "validate_config",
+]
 
 T = TypeVar("T")
 _MUTABLE = (list, dict, set)
-_SCALAR_HINTS = {bool: "write true or false", int: None, str: "quote it to make it a string"}
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
@@ -52,170 +79,6 @@ def option(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any
     return dataclasses.field(default=default, metadata=metadata, **kw)
 
 
-class ConfigError(ValueError):
-    """A bad config value: ``key`` is its dotted path, ``source`` where it was set (a file, a
-    ``--set`` override), ``hint`` how to fix it. ``str()`` reads ``key: problem (from source); hint``."""
-
-    def __init__(self, key: str, message: str, source: str | None = None, hint: str | None = None) -> None:
-        self.key, self.message, self.source, self.hint = key, message, source, hint
-        text = f"{key}: {message}" if key else message
-        if source:
-            text += f" (from {source})"
-        if hint:
-            text += f"; {hint}"
-        super().__init__(text)
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable across worker processes
-        return ConfigError, (self.key, self.message, self.source, self.hint)
-
-    def with_prefix(self, prefix: str, source: str | None = None) -> ConfigError:
-        """The same error one level up: ``lr`` under ``train`` becomes ``train.lr``."""
-        return ConfigError(_join(prefix, self.key), self.message, self.source or source, self.hint)
-
-
-def _join(prefix: str, key: str) -> str:
-    if not prefix:
-        return key
-    if not key:
-        return prefix
-    return f"{prefix}{key}" if key.startswith("[") else f"{prefix}.{key}"
-
-
-# --------------------------------------------------------------------------------------------
-# type names and coercion
-# --------------------------------------------------------------------------------------------
-
-
-def _fields(cls: type) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if f.init]
-
-
-def type_name(tp: Any) -> str:
-    """A short, readable rendering of an annotation: ``int | None``, ``'a' | 'b'``, ``list[int]``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is type(None):
-        return "None"
-    if origin is Literal:
-        return " | ".join(repr(a) for a in args)
-    if origin in (Union, types.UnionType):
-        return " | ".join(type_name(a) for a in args)
-    if origin is not None:
-        name = getattr(origin, "__name__", str(origin))
-        return f"{name}[{', '.join('...' if a is Ellipsis else type_name(a) for a in args)}]"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str, source: str | None, prov: dict[str, str]) -> Any:
-    """Check ``value`` against annotation ``tp`` and convert where the conversion is lossless."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-
-    def bad(hint: str | None = None) -> ConfigError:
-        return ConfigError(key, f"expected {type_name(tp)}, got {value!r}", source, hint)
-
-    if tp is Any or tp is object:
-        return value
-    if tp is type(None):
-        if value is None:
-            return None
-        raise bad()
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        arms = [a for a in args if a is not type(None)]
-        if len(arms) == 1:  # X | None: X's own error (a nested key, a Literal choice) is the useful one
-            return _coerce(value, arms[0], key, source, prov)
-        for arm in arms:
-            try:
-                return _coerce(value, arm, key, source, prov)
-            except ConfigError:
-                continue
-        raise bad()
-    if origin is Literal:
-        for choice in args:
-            if value == choice and type(value) is type(choice):
-                return choice
-        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
-        choices = ", ".join(repr(a) for a in args)
-        hint = f"did you mean {close[0]!r}?" if close else None
-        raise ConfigError(key, f"expected one of {choices}, got {value!r}", source, hint)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(key, f"expected a mapping of {tp.__name__} fields, got {value!r}", source)
-        return _build(tp, value, key, source, prov)
-    if origin in (list, tuple, set, frozenset, Sequence) or tp in (list, tuple, set, frozenset):
-        if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset):
-            raise bad("write a YAML list, e.g. [1, 2]")
-        items = list(value)
-        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(items) != len(args):
-                raise bad(f"give exactly {len(args)} items")
-            return tuple(_coerce(v, a, f"{key}[{i}]", source, prov) for i, (v, a) in enumerate(zip(items, args)))
-        elem = args[0] if args else Any
-        out = [_coerce(v, elem, f"{key}[{i}]", source, prov) for i, v in enumerate(items)]
-        container = origin or tp
-        return out if container in (list, Sequence) else container(out)
-    if origin in (dict, Mapping) or tp in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise bad("write a YAML mapping, e.g. {a: 1}")
-        kt, vt = args if args else (Any, Any)
-        return {
-            _coerce(k, kt, f"{key}.{k}", source, prov): _coerce(v, vt, f"{key}.{k}", source, prov)
-            for k, v in value.items()
-        }
-    if tp in (bool, int, str):  # strict: no bool for int, no number for str
-        if isinstance(value, tp) and (tp is bool or not isinstance(value, bool)):
-            return value
-        raise bad(_SCALAR_HINTS[tp] if tp is not str or isinstance(value, int | float) else None)
-    if tp is float:
-        if isinstance(value, int | float | str) and not isinstance(value, bool):
-            try:
-                return float(value)  # a str too: PyYAML reads '1e-6' (no dot) as a string
-            except ValueError:
-                pass
-        raise bad()
-    if isinstance(tp, type) and issubclass(tp, os.PathLike) and isinstance(value, str | os.PathLike):
-        return tp(value)
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        for member in tp:
-            if value == member.value or value == member.name or value is member:
-                return member
-        raise ConfigError(key, f"expected one of {', '.join(repr(m.value) for m in tp)}, got {value!r}", source)
-    if isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-        raise bad()
-    return value  # an annotation we do not understand (TypeVar, Callable, ...): accept as is
-
-
-def _build(cls: type[T], raw: Mapping[str, Any], prefix: str, source: str | None, prov: dict[str, str]) -> T:
-    fields = _fields(cls)
-    names = [f.name for f in fields]
-    for k in raw:
-        if k not in names:
-            dotted = _join(prefix, str(k))
-            close = difflib.get_close_matches(str(k), names, n=1)
-            hint = f"did you mean {_join(prefix, close[0])!r}? " if close else ""
-            where = f"under {prefix!r}" if prefix else "at the top level"
-            hint += f"valid keys {where}: {', '.join(names)}"
-            raise ConfigError(dotted, "unknown key", prov.get(dotted, source), hint)
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for f in fields:
-        dotted = _join(prefix, f.name)
-        if f.name in raw:
-            kwargs[f.name] = _coerce(raw[f.name], hints[f.name], dotted, prov.get(dotted, source), prov)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(dotted, "is required", source, f"set it in the file or with --set {dotted}=VALUE")
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise e.with_prefix(prefix, source) from e
-    except (TypeError, ValueError) as e:
-        raise ConfigError(prefix, str(e), source) from e
-
-
 # --------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------
@@ -224,7 +87,7 @@ def _build(cls: type[T], raw: Mapping[str, Any], prefix: str, source: str | None
 def _deep_merge(base: dict[str, Any], new: Mapping[str, Any], prefix: str, origin: str, prov: dict[str, str]) -> None:
     """Merge ``new`` into ``base`` in place; record ``origin`` for every leaf it sets."""
     for k, v in new.items():
-        dotted = _join(prefix, str(k))
+        dotted = join_key(prefix, str(k))
         if isinstance(v, Mapping) and isinstance(base.get(k), dict):
             _deep_merge(base[k], v, dotted, origin, prov)
         else:
@@ -236,20 +99,20 @@ def _mark(v: Any, dotted: str, origin: str, prov: dict[str, str]) -> None:
     prov[dotted] = origin
     if isinstance(v, Mapping):
         for k, sub in v.items():
-            _mark(sub, _join(dotted, str(k)), origin, prov)
+            _mark(sub, join_key(dotted, str(k)), origin, prov)
 
 
 def _check_section_path(cls: type, parts: list[str], origin: str) -> None:
     """``name.x=1`` where ``name`` is a plain value: say so, rather than a confusing type error."""
     tp: Any = cls
     for i, part in enumerate(parts[:-1]):
-        sub = _nested_dataclass(tp)
+        sub = nested_dataclass(tp)
         if sub is None:
-            return  # a dict-typed field takes any sub-key; a wrong type is reported by _build
+            return  # a dict-typed field takes any sub-key; a wrong type is reported by build_dataclass
         hint = typing.get_type_hints(sub).get(part)
         if hint is None:
-            return  # unknown key: _build reports it with the valid keys
-        if _nested_dataclass(hint) is None and typing.get_origin(hint) not in (dict, Mapping) and hint is not dict:
+            return  # unknown key: build_dataclass reports it with the valid keys
+        if nested_dataclass(hint) is None and typing.get_origin(hint) not in (dict, Mapping) and hint is not dict:
             parent = ".".join(parts[: i + 1])
             raise ConfigError(
                 ".".join(parts),
@@ -264,13 +127,13 @@ def dotted_keys(cls: type, prefix: str = "") -> dict[str, Any]:
     """Every leaf key of ``cls`` as a dotted path, with its default (``MISSING`` when required)."""
     out: dict[str, Any] = {}
     hints = typing.get_type_hints(cls)
-    for f in _fields(cls):
-        key = _join(prefix, f.name)
-        sub = _nested_dataclass(hints[f.name])
+    for f in init_fields(cls):
+        key = join_key(prefix, f.name)
+        sub = nested_dataclass(hints[f.name])
         if sub is not None:
             out.update(dotted_keys(sub, key))
         else:
-            out[key] = _default_of(f)
+            out[key] = field_default(f)
     return out
 
 
@@ -333,7 +196,7 @@ def load_config(
         _deep_merge(raw, data, "", "data", prov)
     for text in overrides:
         _apply_override(cls, raw, text, prov)
-    cfg = _build(cls, raw, "", None, prov)
+    cfg = build_dataclass(cls, raw, "", None, prov)
     validate_config(cfg, _prov=prov)
     return cfg
 
@@ -347,19 +210,19 @@ def validate_config(cfg: Any, prefix: str = "", _prov: dict[str, str] | None = N
         return
     if isinstance(cfg, dict):
         for k, item in cfg.items():
-            validate_config(item, _join(prefix, str(k)), prov)
+            validate_config(item, join_key(prefix, str(k)), prov)
         return
     if not (dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)):
         return
-    for f in _fields(type(cfg)):
-        validate_config(getattr(cfg, f.name), _join(prefix, f.name), prov)
+    for f in init_fields(type(cfg)):
+        validate_config(getattr(cfg, f.name), join_key(prefix, f.name), prov)
     hook = getattr(cfg, "validate", None)
     if not callable(hook):
         return
     try:
         hook()
     except ConfigError as e:
-        full = _join(prefix, e.key)
+        full = join_key(prefix, e.key)
         raise ConfigError(full, e.message, e.source or prov.get(full), e.hint) from e
     except ValueError as e:
         raise ConfigError(prefix, str(e), prov.get(prefix)) from e
@@ -374,7 +237,7 @@ def to_dict(cfg: Any) -> Any:
     """Plain YAML-safe data: dataclasses become dicts in field order, tuples and sets lists,
     paths strings, enums their values. ``load_config(cls, data=to_dict(cfg)) == cfg``."""
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return {f.name: to_dict(getattr(cfg, f.name)) for f in _fields(type(cfg))}
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in init_fields(type(cfg))}
     if isinstance(cfg, Mapping):
         return {to_dict(k): to_dict(v) for k, v in cfg.items()}
     if isinstance(cfg, list | tuple | set | frozenset):
@@ -388,36 +251,7 @@ def to_dict(cfg: Any) -> Any:
 
 def dump_yaml(cfg: Any, path: str | os.PathLike[str]) -> None:
     """Write the fully resolved config atomically (a run directory's ``config.yaml``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _default_of(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return dataclasses.MISSING
-
-
-def _nested_dataclass(tp: Any) -> type | None:
-    """The dataclass behind ``X`` or ``X | None``, to render its keys as a section."""
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return tp
-    if typing.get_origin(tp) in (Union, types.UnionType):
-        arms = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(arms) == 1 and dataclasses.is_dataclass(arms[0]):
-            return arms[0]
-    return None
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
 
 
 def _render(value: Any) -> str:
@@ -433,19 +267,71 @@ def config_help(cls: type, prefix: str = "", width: int = 100) -> str:
     doc = (cls.__doc__ or "").strip()
     if not prefix and doc and not doc.startswith(f"{cls.__name__}("):  # dataclass's generated signature
         lines += [doc.splitlines()[0], ""]
-    for f in _fields(cls):
-        key, tp = _join(prefix, f.name), hints[f.name]
+    for f in init_fields(cls):
+        key, tp = join_key(prefix, f.name), hints[f.name]
         help_text = f.metadata.get("help", "")
-        sub = _nested_dataclass(tp)
+        sub = nested_dataclass(tp)
         if sub is not None:
             if lines and lines[-1]:
                 lines.append("")
             lines.append(f"[{key}]" + (f"  {help_text}" if help_text else ""))
             lines.append(config_help(sub, key, width))
             continue
-        default = _default_of(f)
+        default = field_default(f)
         shown = "(required)" if default is dataclasses.MISSING else f"= {_render(default)}"
         lines.append(f"{key}: {type_name(tp)} {shown}")
         if help_text:
             lines.append(textwrap.fill(help_text, width, initial_indent="    ", subsequent_indent="    "))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# command-line flags derived from the fields (as TRL's HfArgumentParser does)
+# --------------------------------------------------------------------------------------------
+
+
+def config_flag(f: dataclasses.Field) -> str:
+    """The flag of field ``f``: ``metadata["flag"]``, else ``--`` and its name with dashes
+    (``--no-name`` for a ``bool`` that defaults to true)."""
+    if "flag" in f.metadata:
+        return f.metadata["flag"]
+    prefix = "--no-" if f.default is True else "--"
+    return prefix + f.name.replace("_", "-")
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, cls: type, names: Sequence[str], **changes: dict[str, Any]
+) -> None:
+    """Add the flags of fields ``names`` of ``cls`` to ``parser``, derived from each field: the flag
+    (:func:`config_flag`), the ``option`` help, the type and choices from the annotation (``X | None``
+    -> X, ``Literal`` -> its choices, ``list[X]`` -> one or more X) and the default (none: required);
+    a ``bool`` defaulting to true becomes ``--no-name``. The value lands under the field's name.
+    ``changes[name]`` replaces argparse keywords of one flag (another default, ``required=False``)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in init_fields(cls)}
+    for name in names:
+        f = fields[name]
+        tp, default = hints[name], field_default(f)
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        kw: dict[str, Any] = {"dest": name, "help": f.metadata.get("help", "")}
+        if tp is bool:
+            kw["action"] = "store_false" if default is True else "store_true"
+        elif typing.get_origin(tp) is typing.Literal:
+            kw.update(choices=typing.get_args(tp), default=default)
+        elif typing.get_origin(tp) is list:
+            kw.update(nargs="+", type=typing.get_args(tp)[0], default=default)
+        elif tp in (int, float, str, Path):
+            kw.update(type=tp, default=default)
+        else:
+            raise TypeError(f"{cls.__name__}.{name}: no command-line flag for a {type_name(tp)} field")
+        if kw.get("default") is dataclasses.MISSING:
+            kw.update(required=True, default=None)
+        kw.update(changes.get(name, {}))
+        parser.add_argument(config_flag(f), **kw)
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace, **values: Any) -> T:
+    """``cls`` from the flags :func:`add_config_arguments` added (``values`` set the others or replace them)."""
+    parsed = {f.name: getattr(args, f.name) for f in init_fields(cls) if hasattr(args, f.name)}
+    return cls(**{**parsed, **values})

@@ -34,11 +34,11 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
-from .fileio import atomic_torch_save
+from .fileio import atomic_torch_save, atomic_write
 
 __all__ = ["EmptyQueueError", "QueueEntry", "StaleQueue", "StalenessSchedule"]
 
@@ -266,21 +266,14 @@ class StaleQueue:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the queue to one file atomically, one entry at a time (bounded RAM)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_FILE_MAGIC)
-                _write_record(f, {**self._header(), "num_entries": len(self._entries)})
-                for e in self._entries:
-                    _write_record(f, self._export(e))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        def write(f: IO[bytes]) -> None:
+            f.write(_FILE_MAGIC)
+            _write_record(f, {**self._header(), "num_entries": len(self._entries)})
+            for e in self._entries:
+                _write_record(f, self._export(e))
+
+        atomic_write(path, write)
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Restore what :meth:`save` wrote, one entry at a time (bounded RAM)."""

@@ -25,6 +25,8 @@ from m2po.eval.problems import write_parquet
 from m2po.eval.runner import EvalConfig, Evaluation
 from m2po.eval.store import read_jsonl
 
+SLOWED_CLI = Path(__file__).resolve().parent / "slowed_cli.py"
+
 RECORD_FIELDS = {
     "benchmark",
     "problem_id",
@@ -164,7 +166,7 @@ def test_sigkill_then_resume(tmp_path):
     ]
     total = 24 * 4
     proc = subprocess.Popen(
-        [*cmd, "--sleep-between-batches", "0.4"],
+        [sys.executable, str(SLOWED_CLI), "0.4", *cmd[3:]],  # a pause after each grading round
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

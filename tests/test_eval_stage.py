@@ -30,6 +30,7 @@ from m2po.eval.stage import BENCHMARK_COLUMNS, every_nth, find_checkpoints, plan
 from m2po.eval.store import read_jsonl
 
 RUN_ID = "0.1M-m2po-s4-seed0"
+SLOWED_CLI = Path(__file__).resolve().parent / "slowed_cli.py"
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +165,7 @@ def test_killed_eval_job_grades_only_the_missing_samples(tiny_run, tmp_path):
     memo = tmp_path / "verdicts"
     cmd = [sys.executable, "-m", "m2po.cli", *_stage_cmd(fresh, data, "--memo", str(memo), "--batch-problems", "4")]
     proc = subprocess.Popen(
-        [*cmd, "--sleep-between-batches", "0.3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, str(SLOWED_CLI), "0.3", *cmd[3:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
     last = fresh / "eval" / ckpts[-1].name / "cache" / "tiny_arith"

@@ -8,7 +8,7 @@ import pytest
 
 from m2po.eval.problems import load_problems, make_row, normalize_ground_truth, rows_from_raw, write_parquet
 from m2po.eval.store import JsonlShard, read_jsonl, repair_tail, write_jsonl_atomic
-from m2po.eval.suites import BUILTIN, SUITES_YAML, _build, load_suites
+from m2po.eval.suites import SUITES_YAML, _build, load_suites
 
 
 def test_truncated_last_line_is_ignored_and_repaired(tmp_path):
@@ -51,9 +51,8 @@ def test_unicode_round_trip(tmp_path):
     json.loads(p.read_text().splitlines()[0])  # strict JSON
 
 
-def test_suites_yaml_matches_builtin():
-    assert SUITES_YAML.exists()
-    assert load_suites() == _build(BUILTIN)
+def test_packaged_suites_hold_the_paper_protocol():
+    assert SUITES_YAML.is_file()
     spec = load_suites()
     assert spec.resolve("aime2024").k == 16 and spec.resolve("aime25").k == 16  # alias
     assert spec.resolve("math500").k == 4 and spec.resolve("gsm8k").in_average is False

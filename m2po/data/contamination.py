@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from .io import atomic_write_text
+from ..fileio import atomic_write_text
 from .normalize import normalise_question_text
 
 __all__ = ["COLUMNS", "contamination_rows", "find_overlap", "load_manifests", "markdown_table", "write_contamination"]

@@ -5,9 +5,9 @@ data (an all-empty list column, an int id), so files of different datasets would
 and verl's ``datasets.load_dataset("parquet")`` would see different features. Every dataset,
 the tiny task included, uses :data:`SCHEMA`.
 
-Why tmp + ``os.replace``: a reader (a training run, the pipeline) never sees a half-written
-file, and a crashed build leaves the previous output intact. Files carry no timestamps, so the
-same inputs give the same bytes (same pyarrow version).
+Every file is written through :mod:`m2po.fileio` (tmp + fsync + ``os.replace``): a reader (a
+training run, the pipeline) never sees a half-written file, and a crashed build leaves the previous
+output intact. Files carry no timestamps, so the same inputs give the same bytes (same pyarrow version).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ..fileio import atomic_write_bytes, atomic_write_text
 
-__all__ = ["EXTRA_INFO_KEYS", "SCHEMA", "atomic_write_bytes", "atomic_write_text", "write_json", "write_parquet"]
+__all__ = ["EXTRA_INFO_KEYS", "SCHEMA", "write_json", "write_parquet"]
 
 _EXTRA_INFO = pa.struct(
     [

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write_text
 from .contamination import load_manifests, markdown_table
-from .io import atomic_write_text
 
 __all__ = ["render_report", "write_report"]
 

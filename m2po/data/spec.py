@@ -15,6 +15,7 @@ from typing import Literal
 
 from ..config import ConfigError, load_config, option
 from ..engine.task import ArithmeticTask
+from ..specs import spec_path
 
 __all__ = [
     "ANSWER_RULES",
@@ -29,8 +30,8 @@ __all__ = [
     "load_sources",
 ]
 
-#: ``data/sources.yaml`` of the checkout (the package is installed editable; ``--sources`` overrides).
-DEFAULT_SOURCES = Path(__file__).resolve().parents[2] / "data" / "sources.yaml"
+#: the packaged source spec (``data/sources.yaml`` of the repository links to it; ``--sources`` overrides).
+DEFAULT_SOURCES = spec_path("sources.yaml")
 
 AnswerRule = Literal["plain", "aime_int", "amc_number", "minerva_list", "olympiad_first", "gsm8k_hash", "gaokao_dollar"]
 ANSWER_RULES: tuple[str, ...] = AnswerRule.__args__  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import torch
 
-from ..config import ConfigError, option
+from ..config import ConfigError, coerce_kwargs, option
 from ..losses import available_losses, get_policy_loss, loss_info
 from .task import ArithmeticTask
 
@@ -190,6 +190,7 @@ class AlgoSection:
                 raise ConfigError(
                     f"loss_params.{key}", f"loss {self.loss!r} has no parameter {key!r}; it accepts {sorted(accepted)}"
                 )
+        self.loss_params = coerce_kwargs(loss_info(self.loss).objective, self.loss_params, "loss_params")
         check_loss_params(self.loss, self.loss_params)
         if self.mini_batches < 1:
             raise ConfigError("mini_batches", "must be >= 1 (the paper uses 4)")

@@ -8,14 +8,16 @@ regenerated nor regraded. Heavy imports (torch, transformers) happen in ``run`` 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
+from ..config import add_config_arguments, config_flag, config_from_args
 from ..errors import DISK_FULL, UserError, from_os_error
+from .eval_config import BackendOptions, EvalConfig
 
-#: (option, smallest allowed value, strict ">" instead of ">=", what to write instead)
+#: (field, smallest allowed value, strict ">" instead of ">=", what to write instead)
 _RANGES = (
     ("k", 1, False, "e.g. --k 4 (the paper: 16 for AIME, 4 elsewhere)"),
     ("limit", 1, False, "drop --limit to evaluate every problem"),
@@ -26,10 +28,23 @@ _RANGES = (
     ("threads", 0, False, "0 uses torch's default"),
     ("tensor_parallel_size", 1, False, "e.g. --tensor-parallel-size 1"),
     ("max_model_len", 1, False, "e.g. --max-model-len 4096 (prompt + response)"),
-    ("timeout", 0, True, "e.g. --timeout 10"),
+    ("timeout_s", 0, True, "e.g. --timeout 10"),
     ("temperature", 0, False, "the paper samples at 1.0"),
     ("top_p", 0, True, "a number in (0, 1]; the paper uses 1.0"),
 )
+
+#: the fields of one ``m2po eval`` invocation; every other flag is shared with ``m2po eval-run``
+_RUN_FIELDS = ("model", "out_dir", "model_id", "update", "memo_dir")
+#: what is evaluated and how (the :class:`EvalConfig` fields given by a flag)
+PROTOCOL_FIELDS = (
+    "backend", "benchmarks", "data_dir", "k", "limit", "temperature", "top_p", "max_new_tokens", "seed",
+    "extraction", "workers", "timeout_s", "batch_problems", "suites_path", "progress",
+)  # fmt: skip
+
+
+def _flag(name: str) -> str:
+    fields = {f.name: f for cls in (EvalConfig, BackendOptions) for f in dataclasses.fields(cls)}
+    return config_flag(fields[name])
 
 
 def check_ranges(args: argparse.Namespace) -> None:
@@ -39,25 +54,14 @@ def check_ranges(args: argparse.Namespace) -> None:
         if value is None:
             continue
         if (value <= low) if strict else (value < low):
-            flag = "--" + name.replace("_", "-")
+            flag = _flag(name)
             raise UserError(f"{flag} must be {'>' if strict else '>='} {low}, got {value}", flag, fix)
     if args.top_p is not None and args.top_p > 1:
         raise UserError(f"--top-p must be <= 1, got {args.top_p}", "--top-p", "a number in (0, 1]")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model", required=True, help="model dir / .gguf (hf, vllm), checkpoint .pt or tiny:<size>[:<seed>]"
-    )
-    p.add_argument("--out", required=True, type=Path, help="output directory (also the resumable cache)")
-    p.add_argument("--model-id", default="", help="name recorded in the records (default: the model's file name)")
-    p.add_argument("--update", type=int, default=None, help="optimizer update of this checkpoint (summary column)")
-    p.add_argument(
-        "--memo",
-        type=Path,
-        default=None,
-        help="folder of the verdict memo shared across evaluations (default: OUT/cache/verdicts; docs/eval.md)",
-    )
+    add_config_arguments(p, EvalConfig, _RUN_FIELDS)
     add_protocol_arguments(p, data_required=True)
 
 
@@ -65,89 +69,37 @@ def add_protocol_arguments(
     p: argparse.ArgumentParser, backend_default: str | None = "hf", data_required: bool = False
 ) -> None:
     """What is evaluated and how: backend, benchmarks, sampling, grading (shared with ``m2po eval-run``)."""
-    p.add_argument(
-        "--backend",
-        choices=("hf", "vllm", "tiny"),
-        default=backend_default,
-        help=f"generation engine (default {backend_default})",
+    add_config_arguments(
+        p,
+        EvalConfig,
+        PROTOCOL_FIELDS,
+        backend={
+            "default": backend_default,
+            "required": False,
+            "help": f"generation engine (default {backend_default})",
+        },
+        data_dir={"required": data_required},
+        extraction={"default": None},  # by backend: tiny for the tiny backend, else boxed
     )
-    p.add_argument("--benchmarks", nargs="+", default=["paper"], help="benchmark or suite names (paper, all, smoke)")
-    p.add_argument(
-        "--data", type=Path, required=data_required, help="directory with <benchmark>/test.parquet (`m2po data build`)"
-    )
-    p.add_argument("--k", type=int, default=None, help="samples per problem for every benchmark (default: suite's)")
-    p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
-    p.add_argument("--temperature", type=float, default=None, help="default: suite protocol (1.0)")
-    p.add_argument("--top-p", type=float, default=None, help="default: suite protocol (1.0; released code: 0.7)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: suite protocol (2560)")
-    p.add_argument("--seed", type=int, default=None, help="default: suite protocol (0)")
-    p.add_argument(
-        "--extraction",
-        choices=("boxed", "math_verify", "raw", "tiny"),
-        default=None,
-        help="answer extraction: last \\boxed{} (default), math-verify's own, raw (the whole response), "
-        "tiny (the tiny task's final answer; the tiny backend's default)",
-    )
-    p.add_argument("--workers", type=int, default=0, help="grading worker processes (default: one per core)")
-    p.add_argument("--timeout", type=float, default=10.0, help="hard wall-clock grading timeout per sample, seconds")
     p.add_argument("--no-memo", action="store_true", help="grade every sample, without the verdict memo")
-    p.add_argument("--batch-problems", type=int, default=8, help="prompts per generation batch (resume granularity)")
-    p.add_argument("--batch-size", type=int, default=8, help="hf: sequences per model.generate call")
-    p.add_argument("--device", default="cpu", help="hf: torch device")
-    p.add_argument("--threads", type=int, default=1, help="hf on CPU: torch threads while generating (0: torch's)")
-    p.add_argument("--dtype", default="float32", help="hf: torch dtype; vllm: dtype (default bfloat16 there)")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
-    p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length (default: the model's)")
-    p.add_argument("--suites", default=None, help="suite spec YAML (default: eval/suites.yaml)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    p.add_argument("--sleep-between-batches", type=float, default=0.0, help=argparse.SUPPRESS)  # tests only
+    add_config_arguments(p, BackendOptions, [f.name for f in dataclasses.fields(BackendOptions)])
 
 
-def eval_config(args: argparse.Namespace, model: str, out: Path, update: int | None, model_id: str = "") -> Any:
-    """The :class:`~m2po.eval.runner.EvalConfig` of parsed protocol arguments, for one model."""
-    from .runner import EvalConfig
-
-    if args.data is None:
+def eval_config(args: argparse.Namespace, model: str, out: Path, update: int | None, model_id: str = "") -> EvalConfig:
+    """The :class:`EvalConfig` of parsed protocol arguments, for one model."""
+    if args.data_dir is None:
         raise UserError("no benchmark data given", "--data", "give the folder `m2po data build` wrote")
-    backend_kwargs: dict = {}
-    if args.backend == "hf":
-        backend_kwargs = {
-            "batch_size": args.batch_size,
-            "device": args.device,
-            "dtype": args.dtype,
-            "threads": args.threads,
-        }
-    elif args.backend == "vllm":
-        backend_kwargs = {"tensor_parallel_size": args.tensor_parallel_size}
-        if args.max_model_len:
-            backend_kwargs["max_model_len"] = args.max_model_len
-        if args.dtype != "float32":
-            backend_kwargs["dtype"] = args.dtype
-    extraction = args.extraction or ("tiny" if args.backend == "tiny" else "boxed")
-    memo = None if args.no_memo else (getattr(args, "memo", None) or Path(out) / "cache" / "verdicts")
-    return EvalConfig(
+    memo = None if args.no_memo else (getattr(args, "memo_dir", None) or Path(out) / "cache" / "verdicts")
+    return config_from_args(
+        EvalConfig,
+        args,
         model=model,
-        backend=args.backend,
-        benchmarks=args.benchmarks,
-        data_dir=args.data,
         out_dir=out,
-        k=args.k,
-        limit=args.limit,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
-        extraction=extraction,
-        workers=args.workers,
-        timeout_s=args.timeout,
-        batch_problems=args.batch_problems,
-        model_id=model_id,
         update=update,
-        suites_path=args.suites,
-        backend_kwargs=backend_kwargs,
+        model_id=model_id,
+        extraction=args.extraction or ("tiny" if args.backend == "tiny" else "boxed"),
+        backend_kwargs=config_from_args(BackendOptions, args).kwargs(args.backend),
         memo_dir=memo,
-        progress=not args.no_progress,
-        sleep_between_batches=args.sleep_between_batches,
     )
 
 
@@ -160,14 +112,14 @@ def run(args: argparse.Namespace) -> int:
     from .runner import evaluate
 
     check_ranges(args)
-    cfg = eval_config(args, args.model, args.out, args.update, args.model_id)
+    cfg = eval_config(args, args.model, args.out_dir, args.update, args.model_id)
     try:
         rows = evaluate(cfg)
     except OSError as e:
         if e.errno not in DISK_FULL:
             raise
         raise retry_hint(e) from e
-    print((args.out / "summary.md").read_text(), end="")
+    print((args.out_dir / "summary.md").read_text(), end="")
     bad = sum(int(r["n_timeouts"]) + int(r["n_errors"]) for r in rows if r["benchmark"] != "paper_avg8")
     if bad:
         print(

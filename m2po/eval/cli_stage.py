@@ -16,8 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import add_config_arguments
 from ..errors import DISK_FULL, UserError
 from .cli_eval import add_protocol_arguments, check_ranges, eval_config, retry_hint
+from .eval_config import EvalConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,11 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step", type=int, nargs="+", help="verl: only these global steps (global_step_<N>)")
     p.add_argument("--collect", action="store_true", help="only write benchmarks.csv from what was evaluated")
     p.add_argument("--list", action="store_true", help="print the run's checkpoints and exit")
-    p.add_argument(
-        "--memo",
-        type=Path,
-        default=None,
-        help="folder of the verdict memo (default: RUN/eval/verdicts; the tiny pipeline shares one across runs)",
+    add_config_arguments(
+        p,
+        EvalConfig,
+        ["memo_dir"],
+        memo_dir={"help": "folder of the verdict memo (default: RUN/eval/verdicts; the tiny pipeline shares one)"},
     )
     p.add_argument(
         "--merge-dir",
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         ckpts = every_nth(ckpts, args.every)
     if not ckpts:
         raise UserError("no checkpoint to evaluate", run_dir / "checkpoints", "train the run first")
-    args.memo = args.memo or run_dir / "eval" / "verdicts"
+    args.memo_dir = args.memo_dir or run_dir / "eval" / "verdicts"
     if args.backend == "tiny" and args.max_new_tokens is None:
         args.max_new_tokens = run_response_length(run_dir)
 

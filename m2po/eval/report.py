@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import atomic_write_text
 from .metrics import SUMMARY_COLUMNS, group_by_problem, paper_average, summarize_benchmark
-from .store import read_jsonl, write_text_atomic
+from .store import read_jsonl
 from .suites import SuiteSpec
 
 PAPER_AVG = "paper_avg8"
@@ -111,11 +112,11 @@ def write_tables(
     title: str = "",
 ) -> None:
     """``summary.csv``, ``summary.md`` and ``pass_at_k.csv`` (tidy: update, benchmark, k, pass_at_k)."""
-    write_text_atomic(out_dir / "summary.csv", to_csv(rows, [*SUMMARY_COLUMNS, "missing"]))
-    write_text_atomic(out_dir / "summary.md", to_markdown(rows, spec, title))
+    atomic_write_text(out_dir / "summary.csv", to_csv(rows, [*SUMMARY_COLUMNS, "missing"]))
+    atomic_write_text(out_dir / "summary.md", to_markdown(rows, spec, title))
     update = rows[0]["update"] if rows else None
     pk = [{"update": update, "benchmark": b, "k": k, "pass_at_k": v} for b, c in curves.items() for k, v in c.items()]
-    write_text_atomic(out_dir / "pass_at_k.csv", to_csv(pk, ["update", "benchmark", "k", "pass_at_k"]))
+    atomic_write_text(out_dir / "pass_at_k.csv", to_csv(pk, ["update", "benchmark", "k", "pass_at_k"]))
 
 
 def summaries_from_records(

@@ -28,48 +28,25 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from ..errors import UserError, check_writable
+from ..fileio import atomic_write_text
 from .backends import Backend, GenParams, GenRequest, make_backend
+from .eval_config import EvalConfig
 from .grader import GRADER_NAME, STRING_EXTRACTION, GradeResult, grader_version
 from .memo import MEMO_STATUSES, VerdictMemo, known_verdict
 from .pool import GradeTask, GradingPool, default_workers, soft_timeout_for
 from .problems import Problem, find_benchmark_file, load_problems, slug
 from .report import summaries_from_records, write_tables
-from .store import JsonlShard, read_jsonl, write_jsonl_atomic, write_text_atomic
+from .store import JsonlShard, read_jsonl, write_jsonl_atomic
 from .suites import SuiteSpec, load_suites
 
-
-@dataclass
-class EvalConfig:
-    model: str
-    backend: str
-    benchmarks: list[str]
-    data_dir: Path
-    out_dir: Path
-    k: int | None = None  # None: each benchmark's k from the suite spec (16 for AIME, else 4)
-    limit: int | None = None
-    temperature: float | None = None  # None: the suite protocol's value (likewise top_p, max tokens, seed)
-    top_p: float | None = None
-    max_new_tokens: int | None = None
-    seed: int | None = None
-    extraction: str = "boxed"
-    workers: int = 0  # 0: one per core
-    timeout_s: float = 10.0
-    batch_problems: int = 8
-    model_id: str = ""
-    update: int | None = None
-    suites_path: str | None = None
-    n_boot: int = 2000
-    backend_kwargs: dict[str, Any] = field(default_factory=dict)
-    memo_dir: Path | None = None  # the verdict memo's folder (m2po.eval.memo); None: grade every sample
-    progress: bool = True
-    sleep_between_batches: float = 0.0  # testing aid: widens the window to interrupt a run
+__all__ = ["EvalConfig", "Evaluation", "evaluate"]
 
 
 def _sha(obj: Any, n: int = 12) -> str:
@@ -274,8 +251,6 @@ class Evaluation:
                 t = time.perf_counter()
                 self._grade_pending(name, by_id, gens, grades, grade_shard, counts)
                 seconds["grade"] += time.perf_counter() - t
-                if self.cfg.sleep_between_batches:
-                    time.sleep(self.cfg.sleep_between_batches)
             bar.close()
         return [self._record(name, by_id[pid], gens[(pid, i)], grades[(pid, i)]) for pid in by_id for i in range(k)]
 
@@ -393,7 +368,7 @@ class Evaluation:
             "summary": [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows],
             "cache_keys": {"generation": self.genkey, "grading": self.gradekey},
         }
-        write_text_atomic(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")
+        atomic_write_text(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")
 
 
 def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:

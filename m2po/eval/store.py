@@ -139,9 +139,5 @@ def repair_tail(path: Path) -> int:
 
 
 def write_jsonl_atomic(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
-    """Write a whole JSONL file via a temp file + ``os.replace``: readers never see half a file."""
-    write_text_atomic(path, "".join(dumps(r) for r in records))
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_text(path, text)
+    """Write a whole JSONL file atomically (:func:`m2po.fileio.atomic_write_text`): readers never see half a file."""
+    atomic_write_text(path, "".join(dumps(r) for r in records))

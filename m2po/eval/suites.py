@@ -2,9 +2,8 @@
 
 Why a spec file: which benchmarks exist, their k and which ones enter the paper's "Avg" are
 facts of the paper (PAPER.md §6), not code; the YAML says them once with the citation, and
-every consumer (``m2po eval``, the metrics, the report) reads them from here. The same values
-are built in (``BUILTIN``) so an installed package without the repository still evaluates with the
-paper's protocol; a test keeps the two equal.
+every consumer (``m2po eval``, the metrics, the report) reads them from here. The file is package
+data (:mod:`m2po.specs`), so an installed package without the repository evaluates with it too.
 """
 
 from __future__ import annotations
@@ -14,58 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: the repository's spec file (absent in a wheel install: BUILTIN is used then)
-SUITES_YAML = Path(__file__).resolve().parents[2] / "eval" / "suites.yaml"
+from ..specs import spec_path
 
-BUILTIN: dict[str, Any] = {
-    "protocol": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 2560, "seed": 0, "default_k": 4},
-    "benchmarks": {
-        "aime2024": {"k": 16, "in_average": True, "label": "AIME24", "aliases": ["aime24", "aime_2024"]},
-        "aime2025": {"k": 16, "in_average": True, "label": "AIME25", "aliases": ["aime25", "aime_2025"]},
-        "amc23": {"k": 4, "in_average": True, "label": "AMC23", "aliases": ["amc2023"]},
-        "amc24": {"k": 4, "in_average": True, "label": "AMC24", "aliases": ["amc2024"]},
-        "math500": {"k": 4, "in_average": True, "label": "MATH500", "aliases": ["math_500", "math-500"]},
-        "minerva_math": {"k": 4, "in_average": True, "label": "Minerva", "aliases": ["minerva", "minervamath"]},
-        "gaokao2023en": {
-            "k": 4,
-            "in_average": True,
-            "label": "Gaokao",
-            "aliases": ["gaokao", "gaokao2023", "gaokao_2023_en"],
-        },
-        "olympiadbench": {
-            "k": 4,
-            "in_average": True,
-            "label": "Olympiad",
-            "aliases": ["olympiad_bench", "olympiad"],
-        },
-        "gsm8k": {"k": 4, "in_average": False, "label": "GSM8K", "aliases": []},
-        "tiny_arith": {"k": 4, "in_average": False, "label": "Arithmetic (held-out)", "aliases": []},
-    },
-    "suites": {
-        "paper": [
-            "aime2024",
-            "aime2025",
-            "amc23",
-            "amc24",
-            "math500",
-            "minerva_math",
-            "gaokao2023en",
-            "olympiadbench",
-        ],
-        "all": [
-            "aime2024",
-            "aime2025",
-            "amc23",
-            "amc24",
-            "math500",
-            "minerva_math",
-            "gaokao2023en",
-            "olympiadbench",
-            "gsm8k",
-        ],
-        "smoke": ["gsm8k", "math500"],
-    },
-}
+#: the packaged spec file (``eval/suites.yaml`` of the repository links to it)
+SUITES_YAML = spec_path("suites.yaml")
 
 
 @dataclass(frozen=True)
@@ -139,13 +90,11 @@ def _build(raw: dict[str, Any]) -> SuiteSpec:
 
 
 def load_suites(path: str | os.PathLike[str] | None = None) -> SuiteSpec:
-    """The suite spec from ``path``, else the repository's ``eval/suites.yaml``, else BUILTIN."""
+    """The suite spec from ``path``, else the packaged ``suites.yaml``."""
     p = Path(path) if path else SUITES_YAML
-    if p.exists():
-        import yaml
-
-        with open(p, encoding="utf-8") as f:
-            return _build(yaml.safe_load(f) or {})
-    if path:
+    if not p.exists():
         raise FileNotFoundError(f"suite spec {p} not found")
-    return _build(BUILTIN)
+    import yaml
+
+    with open(p, encoding="utf-8") as f:
+        return _build(yaml.safe_load(f) or {})
