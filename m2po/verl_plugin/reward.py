@@ -9,7 +9,7 @@ with ``reward_kwargs`` from ``reward.custom_reward_function.reward_kwargs``, fro
 (``loop.run_in_executor``) — never the main thread.
 
 Reward (PAPER.md §5): 1.0 for a correct final answer (last ``\\boxed{}`` compared with math-verify by
-``m2po.eval.grader``); for an extractable but wrong answer ``format_reward``: 0.0 by default as in the
+``m2po.grader``); for an extractable but wrong answer ``format_reward``: 0.0 by default as in the
 authors' released code, 0.1 as the paper's text says (``reward_kwargs.format_reward=0.1``); 0.0 otherwise.
 
 Isolation. math-verify bounds its own time with SIGALRM, which works only in a process's main thread and
@@ -28,7 +28,7 @@ import queue
 import threading
 from typing import Any
 
-from m2po.eval.grader import GradeResult, grade_one
+from m2po.grader import GradeResult, grade_one
 
 __all__ = ["compute_score", "score_from_result"]
 
