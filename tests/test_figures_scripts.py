@@ -11,7 +11,7 @@ import sys
 import pandas as pd
 import pytest
 
-from m2po.analysis.paper import FIGURES_DIR
+from m2po.analysis.figure_list import SCRIPTS_DIR
 from m2po.analysis.report import make_figures, run_figure_script
 from m2po.analysis.synthetic import SynthCell, scenario, write_synthetic_runs
 
@@ -73,7 +73,7 @@ def test_no_runs_at_all_exits_2(tmp_path) -> None:
 
 def test_script_command_line(study, tmp_path) -> None:
     out = tmp_path / "fig"
-    cmd = [sys.executable, str(FIGURES_DIR / "fig3.py"), "--runs", str(study / "runs"), "--out", str(out)]
+    cmd = [sys.executable, str(SCRIPTS_DIR / "fig3.py"), "--runs", str(study / "runs"), "--out", str(out)]
     res = subprocess.run([*cmd, "--models", "1M", "--seeds", "1"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert (out / "fig3.png").stat().st_size > 10_000 and (out / "fig3.pdf").stat().st_size > 2_000
