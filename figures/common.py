@@ -1,11 +1,12 @@
 """Plumbing shared by the figure scripts: arguments, loading, seed-band series, missing-run notes, saving.
 
-Every script is a program, ``python figures/<id>.py --runs results/<profile>/runs --out results/<profile>/figures
-[--models 0.1M 1M] [--stale 32] [--seeds 0 1 2] [--smooth 5]``, named by its entry of the figure list
-(:mod:`m2po.analysis.figure_list`: its title, its outputs ``<id>.png`` and ``.pdf``), and is run that way
-by the Snakefile and by ``m2po report``. A series whose runs are missing is left out and named in a note at
-the figure's lower right; a figure with no series at all is still written (with the note) but the script
-exits 1; a runs directory with no loadable run exits 2; an output that cannot be written exits 3.
+Each figure ``figures/<id>.py`` is named by its entry of the figure list (:mod:`m2po.analysis.figure_list`:
+its title, its outputs ``<id>.png`` and ``.pdf``) and drawn by ``python figures/draw.py <id> ... --runs
+results/<profile>/runs --out results/<profile>/figures [--models 0.1M 1M] [--stale 32] [--seeds 0 1 2]
+[--smooth 5]``, the one program the Snakefile and ``m2po report`` run. A series whose runs are missing is
+left out and named in a note at the figure's lower right; a figure with no series at all is still written
+(with the note) but its code is 1; a runs directory with no loadable run gives 2; an output that cannot be
+written gives 3.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ class NoData(RuntimeError):
 
 
 def parse_args(script: str, notes: str, argv: list[str] | None, extra: Callable | None = None) -> argparse.Namespace:
-    """The command line of the figure program ``script`` (its ``__file__``): its entry of the figure list
+    """The options of the figure drawn by ``script`` (its ``__file__``): its entry of the figure list
     (:mod:`m2po.analysis.figure_list`) is the description, ``notes`` (its docstring) how it is drawn."""
     fig = figure(Path(script).stem)
     p = argparse.ArgumentParser(
-        prog=fig.script,
+        prog=f"python figures/draw.py {fig.id}",
         description=f"{fig.paper}: {fig.title}",
         epilog=notes,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -218,7 +219,7 @@ def main_guard(fn: Callable[[list[str] | None], int], argv: list[str] | None = N
     except OSError as e:
         if e.errno not in DISK_FULL | NOT_WRITABLE:
             raise
-        print(f"error: {from_os_error(e).line(Path(sys.argv[0]).name)}", file=sys.stderr)
+        print(f"error: {from_os_error(e)}", file=sys.stderr)
         return EXIT_NOT_WRITTEN
 
 

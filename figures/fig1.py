@@ -5,8 +5,6 @@ Series: GRPO s=0, GRPO s=S, GRPO no-TR s=S (accuracy only), M2PO s=S.
 
 from __future__ import annotations
 
-import sys
-
 import common
 
 
@@ -31,7 +29,3 @@ def build(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import common
 
 
@@ -25,7 +23,3 @@ def build(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

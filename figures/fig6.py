@@ -7,8 +7,6 @@ on the methods that do not collapse. The legend sits below the panels, off the d
 
 from __future__ import annotations
 
-import sys
-
 import common
 import style
 
@@ -46,7 +44,3 @@ def build(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

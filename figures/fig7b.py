@@ -7,8 +7,6 @@ above them, off the bars and the tick labels.
 
 from __future__ import annotations
 
-import sys
-
 import common
 import numpy as np
 import style
@@ -92,7 +90,3 @@ def build(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,8 +7,6 @@ is drawn as points, not as a line.
 
 from __future__ import annotations
 
-import sys
-
 import common
 import style
 
@@ -66,7 +64,3 @@ def build(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

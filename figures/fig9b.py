@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import common
 
 
@@ -26,7 +24,3 @@ def build(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

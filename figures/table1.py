@@ -3,8 +3,6 @@ row (table1_benchmarks.csv), and peak and final accuracy (table1.csv); both in t
 
 from __future__ import annotations
 
-import sys
-
 import common
 
 from m2po.analysis.benchmarks import stage_table1, write_benchmark_table
@@ -25,7 +23,3 @@ def build(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
-"""The one list of figures (m2po.analysis.figure_list) against what it lists: every program in figures/ is
-on it and every entry has its program, a report sentence and a row in docs/figures.md; a program names
-itself by the list (title in --help, outputs under its id); the report runs the programs, it does not
-import them."""
+"""The one list of figures (m2po.analysis.figure_list) against what it lists: every figure in figures/ is on
+it and every entry has its figures/<id>.py, a report sentence and a row in docs/figures.md; a figure names
+itself by the list (title in --help, outputs under its id); the report runs figures/draw.py, the one
+program the Snakefile runs too, and imports no figure."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def test_the_list_is_what_figures_holds():
     ids = [f.id for f in FIGURES]
     assert len(ids) == len(set(ids)) == 14
     assert SCRIPTS_DIR == ROOT / "figures"
-    programs = {p.stem for p in SCRIPTS_DIR.glob("*.py") if p.stem not in ("common", "style")}
-    assert programs == set(ids)  # no program off the list, no entry without its program
+    drawn = {p.stem for p in SCRIPTS_DIR.glob("*.py") if p.stem not in ("draw", "common", "style")}
+    assert drawn == set(ids)  # no figure off the list, no entry without its figures/<id>.py
     for f in FIGURES:
         assert (ROOT / f.script).is_file() and f.script_path() == ROOT / f.script
     assert [f.id for f in PLOTS] == [i for i in ids if i != "table1"]
@@ -46,20 +46,25 @@ def test_outputs_and_lookup():
     assert EXIT_CODES[EXIT_NOT_WRITTEN] == "output not written"
 
 
-def test_a_program_describes_itself_from_the_list():
+def test_a_figure_describes_itself_from_the_list():
     res = subprocess.run(
-        [sys.executable, str(ROOT / "figures" / "fig9b.py"), "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, str(ROOT / "figures" / "draw.py"), "fig9b", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 0, res.stderr
     assert "Fig. 9b: KL estimate k3 per update of GRPO s=0, GRPO s=S, M2PO s=S." in " ".join(res.stdout.split())
 
 
-def test_the_report_runs_the_programs_and_imports_none():
+def test_the_report_runs_the_one_program_and_imports_no_figure():
     src = (ROOT / "m2po" / "analysis" / "report.py").read_text()
     tree = ast.parse(src)
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert "importlib" not in imported and "importlib.util" not in imported
     assert "sys.path" not in src
-    for f in (ROOT / "figures").glob("*.py"):  # the programs do not reach into each other either
+    assert '"draw.py"' in src
+    for f in (ROOT / "figures").glob("*.py"):  # figures/draw.py is the only program there
         assert "sys.path" not in f.read_text(), f
+        assert ('if __name__ == "__main__":' in f.read_text()) == (f.name == "draw.py"), f

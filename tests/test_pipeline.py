@@ -115,15 +115,6 @@ def test_paper_eval_jobs_get_gpus_and_every_checkpoint_of_a_run(paper_dry_run):
     assert "gpus" not in slurm["set-resources"]["eval"]
 
 
-def test_only_gpu_jobs_go_to_the_cluster(paper_dry_run):
-    """Data, figures, report and the gathering of evaluations are local rules: the slurm profile submits
-    only training and evaluation jobs (its default resources ask for a GPU node)."""
-    local = set(re.findall(r"^localrule (\w+):", paper_dry_run, flags=re.M))
-    submitted = set(re.findall(r"^rule (\w+):", paper_dry_run, flags=re.M))
-    assert submitted == {"train", "eval"}
-    assert local == {"all", "data", "report", "benchmarks", *(f"figure_{f.id}" for f in FIGURE_LIST)}
-
-
 def test_data_rule_declares_its_real_input_and_the_manifests_it_writes(paper_dry_run):
     (block,) = _jobs(paper_dry_run, "data")
     assert re.search(r"input: data/sources\.yaml\n", block), block
@@ -132,21 +123,58 @@ def test_data_rule_declares_its_real_input_and_the_manifests_it_writes(paper_dry
     assert sorted(outputs) == sorted(f"results/paper/data/{n}/manifest.json" for n in [*names, "gaokao2023en"])
 
 
-def test_every_rule_that_runs_code_names_its_conda_environment():
-    """``snakemake --lint`` flags every rule without a software environment; the envs install this package."""
-    for configfile in ("workflow/config/paper.yaml", "workflow/config/tiny.yaml"):
-        res = _snakemake("--lint", "json", "--configfile", configfile, "--config", f"profile={Path(configfile).stem}")
-        lints = [
-            (r["for"]["rule"], lint["title"])
-            for r in json.loads(res.stdout or "{}").get("rules", [])
-            for lint in r["lints"]
-            if "software" in lint["title"].lower() or "conda" in lint["title"].lower()
-        ]
-        assert lints == [], lints
+def _rules(configfile: str) -> dict[str, dict]:
+    """Every rule of the workflow parsed with ``configfile``: whether it is local (never submitted to a
+    cluster) and its conda environment, read from Snakemake's own workflow object."""
+    code = (
+        "import json\n"
+        "from pathlib import Path\n"
+        "from snakemake.api import SnakemakeApi\n"
+        "from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings\n"
+        "with SnakemakeApi(OutputSettings()) as api:\n"
+        "    wf = api.workflow(resource_settings=ResourceSettings(), snakefile=Path('Snakefile'),\n"
+        f"        config_settings=ConfigSettings(configfiles=[Path({configfile!r})]))._workflow\n"
+        "    print(json.dumps({r.name: {'local': r.name in wf._localrules or r.norun, 'conda': r.conda_env,\n"
+        "                                'basedir': str(r.basedir)} for r in wf.rules}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("profile", ["paper", "tiny"])
+def test_rules_name_their_environment_and_only_heavy_jobs_may_go_to_a_cluster(profile):
+    """``snakemake --use-conda``: every rule that runs code names an environment of workflow/envs/ (the verl
+    stack for the paper's training and evaluation jobs); the slurm profile submits only those jobs (its
+    default resources ask for a GPU node): data, figures, report and the gathering of evaluations are local."""
+    rules = _rules(f"workflow/config/{profile}.yaml")
+    envs = {name: Path(r["basedir"], r["conda"]).resolve() for name, r in rules.items() if r["conda"]}
+    assert set(envs) == set(rules) - {"all"}  # `all` only collects the report
+    assert all(env.parent == ROOT / "workflow" / "envs" and env.is_file() for env in envs.values())
+    heavy = (
+        {"train", "eval"}
+        if profile == "paper"
+        else {n for n in rules if n.startswith("train_")}
+        | {
+            "warm_start",
+            "eval",
+        }
+    )
+    assert {n for n, r in rules.items() if not r["local"]} == heavy
+    gpu = {n for n, env in envs.items() if env.name == "m2po-gpu.yaml"}
+    assert gpu == (heavy if profile == "paper" else set())
+    assert {f"figure_{f.id}" for f in FIGURE_LIST} | {"data", "report", "all"} <= {
+        n for n, r in rules.items() if r["local"]
+    }
+
+
+def test_the_cpu_environment_installs_this_repository_with_the_cpu_torch():
     cpu = yaml.safe_load((ROOT / "workflow/envs/m2po-cpu.yaml").read_text())
     pip = next(d["pip"] for d in cpu["dependencies"] if isinstance(d, dict))
-    assert "-e ../..[pipeline]" in pip and "-c ../../constraints-cpu.txt" in pip
-    assert (ROOT / "workflow/envs" / "../../constraints-cpu.txt").resolve() == ROOT / "constraints-cpu.txt"
+    assert "-e ../..[pipeline]" in pip and "-c ../../constraints-cpu.txt" in pip and "torch==2.13.0" in pip
+    # conda runs the pip step in the environment file's folder: the paths lead to this repository
+    assert (ROOT / "workflow/envs/../../constraints-cpu.txt").resolve() == ROOT / "constraints-cpu.txt"
+    assert (ROOT / "workflow/envs/../../pyproject.toml").resolve() == ROOT / "pyproject.toml"
 
 
 @pytest.mark.slow

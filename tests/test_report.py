@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from m2po.analysis.claims import FAILS, HOLDS, INCONCLUSIVE, Rules, claims_frame, combine, judge_claims
+from m2po.analysis.figure_list import PLOTS
 from m2po.analysis.html import simple_markdown
 from m2po.analysis.paper import paper_table1, paper_values
-from m2po.analysis.figure_list import PLOTS
 from m2po.analysis.report import build_report
 from m2po.analysis.runs import load_runs
 from m2po.analysis.synthetic import SynthCell, scenario, write_synthetic_runs

@@ -109,8 +109,8 @@ def test_each_warning_once_with_integer_counts(tmp_path):
 
 
 def _figure(name: str, runs: Path, out: Path, monkeypatch) -> matplotlib.figure.Figure:
-    """Run ``figures/<name>.py`` in this process (the test looks inside its matplotlib figure; the report and
-    the Snakefile run it as a program) and return its figure (kept open)."""
+    """Draw ``figures/<name>.py`` in this process (the test looks inside its matplotlib figure; the report and
+    the Snakefile run figures/draw.py) and return its figure (kept open)."""
     sys.path.insert(0, str(FIGURES_SRC))
     import common
 

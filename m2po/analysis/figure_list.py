@@ -2,9 +2,10 @@
 
 The Snakefile makes one job per entry (``workflow/rules/figures.smk``), the report gives each its section in
 this order (:mod:`m2po.analysis.report`) with one sentence from :mod:`m2po.analysis.findings`, and the tests
-check every entry; nothing else lists the figures. Each is drawn by its own program,
-``python figures/<id>.py --runs results/<profile>/runs --out results/<profile>/figures [...]``, which reads the
-tidy run logs only. The module itself imports nothing beyond the standard library.
+check every entry; nothing else lists the figures. ``figures/<id>.py`` draws an entry from the tidy run logs
+only, and one program runs them, ``python figures/draw.py ID [ID ...] --runs results/<profile>/runs --out
+results/<profile>/figures [...]`` (one ID per Snakefile job; all of them in one process for the report). The
+module itself imports nothing beyond the standard library.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-#: exit status of a figure program: 0 drawn; 1 drawn, but with no data for any series (the figure says so);
-#: 2 no loadable run under --runs (nothing written); 3 its output could not be written (a full disk, a
-#: read-only folder: one line on stderr says where)
+#: exit code of drawing one figure (``figures/draw.py`` prints it per figure): 0 drawn; 1 drawn, but with no
+#: data for any series (the figure says so); 2 no loadable run under --runs (nothing written); 3 its output
+#: could not be written (a full disk, a read-only folder: one line on stderr says where)
 EXIT_CODES = {0: "drawn", 1: "drawn without data for any series", 2: "no loadable run", 3: "output not written"}
 EXIT_NOT_WRITTEN = 3
 
@@ -36,7 +37,7 @@ class Figure:
 
     @property
     def script(self) -> str:
-        """Its program, relative to the repository root."""
+        """Its module ``figures/<id>.py`` (``main(argv)``), relative to the repository root."""
         return f"figures/{self.id}.py"
 
     def script_path(self, scripts_dir: str | Path | None = None) -> Path:

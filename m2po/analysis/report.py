@@ -5,14 +5,15 @@ of contents, the claims judged on this study's numbers with the deciding numbers
 (:mod:`m2po.analysis.claims`), Table 1 beside the paper's, every figure with one sentence computed from
 the data, the run inventory. ``report.html`` embeds the figures, so it survives being moved or mailed.
 
-The figures of :mod:`m2po.analysis.figure_list` are (re)drawn by their programs ``figures/<id>.py``, one
-process each as in the Snakefile's figure jobs, unless ``figures`` is False; a figure that cannot be drawn
-is reported as missing, never fatal.
+The figures of :mod:`m2po.analysis.figure_list` are (re)drawn, all in one process, by ``figures/draw.py``,
+the program the Snakefile's figure jobs run, unless ``figures`` is False; a figure that cannot be drawn is
+reported as missing, never fatal.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -23,8 +24,8 @@ from ..fileio import atomic_write_text
 from .aggregate import order_models
 from .benchmarks import stage_table1, write_benchmark_table
 from .cells import Cells
-from .figure_list import EXIT_NOT_WRITTEN, FIGURES, PLOTS, figure
 from .claims import Rules, claims_frame, judge_claims
+from .figure_list import EXIT_CODES, FIGURES, PLOTS, SCRIPTS_DIR
 from .findings import SENTENCES
 from .html import to_html
 from .paper import paper_values
@@ -44,6 +45,7 @@ from .table1 import LABELS, build_table1, table1_cells, table1_markdown, write_t
 
 log = logging.getLogger("m2po.analysis")
 
+
 def resolve_results(results: str | Path, profile: str) -> Path:
     """``results`` itself when it holds ``runs/``, else ``results/<profile>``."""
     results = Path(results)
@@ -52,17 +54,21 @@ def resolve_results(results: str | Path, profile: str) -> Path:
     return results
 
 
-def run_figure_script(name: str, argv: list[str], figures_src: str | Path | None = None) -> int:
-    """Run the program ``figures/<name>.py argv`` the way the Snakefile's figure jobs do; its exit code
-    (:data:`~m2po.analysis.figure_list.EXIT_CODES`)."""
-    path = figure(name).script_path(figures_src)
-    if not path.exists():
-        log.warning("figure script %s not found", path)
-        return 1
-    res = subprocess.run([sys.executable, str(path), *argv], capture_output=True, text=True)
-    if res.returncode:
-        log.warning("figure %s exited %d: %s", name, res.returncode, res.stderr.strip()[-300:])
-    return res.returncode
+def draw_figures(names: list[str], argv: list[str], figures_src: str | Path | None = None) -> dict[str, int]:
+    """Draw the figures ``names`` with ``argv`` by ``python figures/draw.py names... argv``, the one program the
+    Snakefile's figure jobs run too, all in one process; the exit code of each figure drawn
+    (:data:`~m2po.analysis.figure_list.EXIT_CODES`; missing: not reached, after an output could not be written)."""
+    draw = Path(figures_src or SCRIPTS_DIR) / "draw.py"
+    res = subprocess.run([sys.executable, str(draw), *names, *argv], capture_output=True, text=True)
+    codes = {m[1]: int(m[2]) for m in re.finditer(r"^draw: (\S+) exit (\d+)$", res.stdout, flags=re.M)}
+    if res.returncode and not codes:  # the program itself failed (not one figure)
+        log.warning("figures/draw.py exited %d: %s", res.returncode, res.stderr.strip()[-300:])
+    for name, code in codes.items():
+        if code:
+            log.warning("figure %s: %s", name, EXIT_CODES.get(code, f"exit {code}"))
+    if any(code not in (0, 1) for code in codes.values()):
+        log.warning("figures/draw.py: %s", res.stderr.strip()[-300:])
+    return codes
 
 
 def make_figures(
@@ -74,20 +80,15 @@ def make_figures(
     figures_src: str | Path | None = None,
     names: list[str] | None = None,
 ) -> dict[str, int]:
-    """Run every figure script of the list (or ``names``) on ``runs`` into ``out``; exit code per script.
-    Stops at the first whose output could not be written (a full disk or a read-only folder): every later
-    one would fail the same way, and the report's own writes then say where, once."""
+    """Draw every figure of the list (or ``names``) on ``runs`` into ``out``; exit code per figure drawn.
+    Drawing stops at the first output that cannot be written (a full disk or a read-only folder): every
+    later one would fail the same way, and the report's own writes then say where, once."""
     argv = ["--runs", str(runs), "--out", str(out), "--stale", str(stale)]
     if models:
         argv += ["--models", *models]
     if seeds:
         argv += ["--seeds", *map(str, seeds)]
-    codes: dict[str, int] = {}
-    for name in names or [f.id for f in FIGURES]:
-        codes[name] = run_figure_script(name, argv, figures_src)
-        if codes[name] == EXIT_NOT_WRITTEN:
-            break
-    return codes
+    return draw_figures(names or [f.id for f in FIGURES], argv, figures_src)
 
 
 def check_selection(

@@ -1,5 +1,5 @@
-# One job per entry of the figure list (m2po.analysis.figure_list: id, script, outputs), each running the
-# program figures/<id>.py on the tidy run logs only; `m2po report` runs the same programs the same way.
+# One job per entry of the figure list (m2po.analysis.figure_list: id, script, outputs), each drawing it with
+# figures/draw.py (the program `m2po report` runs too) from the tidy run logs only.
 from m2po.analysis.figure_list import FIGURES
 
 
@@ -18,7 +18,7 @@ for _fig in FIGURES:
             expand(f"{RES}/runs/{{run_id}}/tokens.csv", run_id=RUN_IDS),
             expand(f"{RES}/runs/{{run_id}}/benchmarks.csv", run_id=RUN_IDS),
             script=_fig.script,
-            shared=["figures/style.py", "figures/common.py", "figures/paper_values.yaml"],
+            shared=["figures/draw.py", "figures/style.py", "figures/common.py", "figures/paper_values.yaml"],
         output:
             figure_outputs(_fig),
         log:
@@ -30,7 +30,8 @@ for _fig in FIGURES:
         conda:
             CPU_ENV
         params:
+            figure=_fig.id,
             models=" ".join(MODELS),
         shell:
-            "python {input.script} --runs {RES}/runs --out {RES}/figures --stale {config[stale]} "
+            "python figures/draw.py {params.figure} --runs {RES}/runs --out {RES}/figures --stale {config[stale]} "
             "--models {params.models} > {log} 2>&1"
