@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="+", help="models to include (default: all, smallest first)")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds to include (default: all)")
     p.add_argument("--no-figures", action="store_true", help="do not (re)draw figures; link what exists")
-    p.add_argument("--figures-src", help="folder of the figure programs (default: figures/ of the source tree)")
+    p.add_argument(
+        "--figures-src", help="folder of figures/draw.py and the figure modules (default: figures/ of the source tree)"
+    )
     p.add_argument("--z", type=float, default=Rules.z, help="standard errors for a claim decision")
 
 
