@@ -1,7 +1,8 @@
 # The study as one DAG: datasets -> training grid -> evaluation -> figures -> report.
 #   snakemake --profile workflow/profiles/tiny     (the embedded default, CPU; `make reproduce`)
 #   snakemake --profile workflow/profiles/paper -n (the paper's grid via the verl plugin)
-# Every rule calls the `m2po` command, so every stage also runs by hand.
+# Every rule calls the `m2po` command, so every stage also runs by hand; with --use-conda each rule runs in
+# its environment of workflow/envs/ (the CPU one, or the verl GPU one for the paper's training and eval jobs).
 
 from snakemake.utils import min_version, validate
 

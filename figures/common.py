@@ -1,10 +1,12 @@
 """Plumbing shared by the figure scripts: arguments, loading, seed-band series, missing-run notes, saving.
 
-Every script is ``python figures/<name>.py --runs results/<profile>/runs --out results/<profile>/figures
-[--models 0.1M 1M] [--stale 32] [--seeds 0 1 2] [--smooth 5]`` and writes ``<name>.png`` and ``.pdf``.
-A series whose runs are missing is left out and named in a note at the figure's lower right; a
-figure with no series at all is still written (with the note) but the script exits 1; a runs
-directory with no loadable run exits 2.
+Each figure ``figures/<id>.py`` is named by its entry of the figure list (:mod:`m2po.analysis.figure_list`:
+its title, its outputs ``<id>.png`` and ``.pdf``) and drawn by ``python figures/draw.py <id> ... --runs
+results/<profile>/runs --out results/<profile>/figures [--models 0.1M 1M] [--stale 32] [--seeds 0 1 2]
+[--smooth 5]``, the one program the Snakefile and ``m2po report`` run. A series whose runs are missing is
+left out and named in a note at the figure's lower right; a figure with no series at all is still written
+(with the note) but its code is 1; a runs directory with no loadable run gives 2; an output that cannot be
+written gives 3.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import pandas as pd
 import style
 
 from m2po.analysis.aggregate import accuracy, order_models, seed_band, select, smooth
+from m2po.analysis.figure_list import EXIT_NOT_WRITTEN, figure
 from m2po.analysis.runs import RunTables, load_runs
+from m2po.errors import DISK_FULL, NOT_WRITABLE, from_os_error
 from m2po.fileio import atomic_write_bytes
 
 ACC_LABEL = "held-out accuracy (%)"
@@ -33,8 +37,16 @@ class NoData(RuntimeError):
     """The runs directory holds no loadable run."""
 
 
-def parse_args(description: str, argv: list[str] | None, extra: Callable | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=description)
+def parse_args(script: str, notes: str, argv: list[str] | None, extra: Callable | None = None) -> argparse.Namespace:
+    """The options of the figure drawn by ``script`` (its ``__file__``): its entry of the figure list
+    (:mod:`m2po.analysis.figure_list`) is the description, ``notes`` (its docstring) how it is drawn."""
+    fig = figure(Path(script).stem)
+    p = argparse.ArgumentParser(
+        prog=f"python figures/draw.py {fig.id}",
+        description=f"{fig.paper}: {fig.title}",
+        epilog=notes,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--runs", required=True, help="results/<profile>/runs")
     p.add_argument("--out", required=True, help="output folder (results/<profile>/figures)")
     p.add_argument("--models", nargs="+", help="models to show (default: all, smallest first)")
@@ -43,7 +55,9 @@ def parse_args(description: str, argv: list[str] | None, extra: Callable | None 
     p.add_argument("--smooth", type=int, default=5, help="rolling-mean window in updates for per-update metrics")
     if extra:
         extra(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.figure = fig.id
+    return args
 
 
 @dataclass
@@ -113,8 +127,9 @@ class Ctx:
         self.plotted += 1
         return b
 
-    def finish(self, fig: plt.Figure, name: str) -> int:
-        """Add the missing-run note, save PNG and PDF; 1 if nothing was plotted, else 0."""
+    def finish(self, fig: plt.Figure) -> int:
+        """Add the missing-run note, save PNG and PDF (named by the figure's id); 1 if nothing was plotted, else 0."""
+        name = self.args.figure
         notes = list(dict.fromkeys(self.missing))
         if self.plotted == 0:
             notes.insert(0, "NO DATA for this figure")
@@ -194,17 +209,23 @@ def levels(ctx: Ctx, model: str, method: str) -> list[int]:
 
 
 def main_guard(fn: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run a figure's ``build(argv)``; a missing runs tree becomes exit code 2 with a message."""
+    """Run a figure's ``build(argv)``; a missing runs tree and an output that cannot be written (a full disk,
+    a read-only folder) become one line on stderr and their exit codes (``EXIT_CODES`` of the figure list)."""
     try:
         return fn(argv)
     except NoData as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno not in DISK_FULL | NOT_WRITABLE:
+            raise
+        print(f"error: {from_os_error(e)}", file=sys.stderr)
+        return EXIT_NOT_WRITTEN
 
 
-def staleness_sweep_figure(argv: list[str] | None, doc: str, method: str, label: str, name: str) -> int:
+def staleness_sweep_figure(script: str, notes: str, argv: list[str] | None, method: str, label: str) -> int:
     """Fig. 2 / Fig. 11: ``method``'s accuracy at every swept staleness, one panel per model."""
-    ctx = load(parse_args(doc, argv))
+    ctx = load(parse_args(script, notes, argv))
     fig, axes = panels(len(ctx.models))
     for ax, m in zip(axes, ctx.models):
         lv = levels(ctx, m, method)
@@ -214,4 +235,4 @@ def staleness_sweep_figure(argv: list[str] | None, doc: str, method: str, label:
             ctx.missing.append(f"{m} {label} (any s)")
         ax.set(title=f"{m}: {label} accuracy by staleness", xlabel="optimizer update", ylabel=ACC_LABEL)
         legend(ax)
-    return ctx.finish(fig, name)
+    return ctx.finish(fig)

@@ -1,17 +1,15 @@
-"""Fig. 1: largest model — accuracy (left) and token clipping ratio (right).
+"""Largest model — accuracy (left) and token clipping ratio (right).
 
 Series: GRPO s=0, GRPO s=S, GRPO no-TR s=S (accuracy only), M2PO s=S.
 """
 
 from __future__ import annotations
 
-import sys
-
 import common
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     m, s = ctx.largest, ctx.stale
     fig, (left, right) = common.panels(2)
     for method, st in (("grpo", 0), ("grpo", s), ("grpo_notr", s), ("m2po", s)):
@@ -26,12 +24,8 @@ def build(argv: list[str] | None = None) -> int:
     )
     for ax in (left, right):
         common.legend(ax)
-    return ctx.finish(fig, "fig1")
+    return ctx.finish(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,14 +1,12 @@
-"""Fig. 3: prosperity before collapse — accuracy of GRPO s=0, GRPO s=S and GRPO without trust region s=S, per model."""
+"""Prosperity before collapse — accuracy of GRPO s=0, GRPO s=S and GRPO without trust region s=S, per model."""
 
 from __future__ import annotations
-
-import sys
 
 import common
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     s = ctx.stale
     fig, axes = common.panels(len(ctx.models))
     for ax, m in zip(axes, ctx.models):
@@ -16,12 +14,8 @@ def build(argv: list[str] | None = None) -> int:
             ctx.curve(ax, "acc", "acc", m, method, st)
         ax.set(title=f"{m}: with vs without trust region, s={s}", xlabel="optimizer update", ylabel=common.ACC_LABEL)
         common.legend(ax)
-    return ctx.finish(fig, "fig3")
+    return ctx.finish(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

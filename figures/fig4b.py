@@ -1,8 +1,6 @@
-"""Fig. 4b: GRPO s=S — mean token entropy vs |r − 1| (binned token sample, updates ≥ s), GRPO's ε = 0.2 marked."""
+"""GRPO s=S — mean token entropy vs |r − 1| (binned token sample, updates ≥ s), GRPO's ε = 0.2 marked."""
 
 from __future__ import annotations
-
-import sys
 
 import common
 import numpy as np
@@ -25,7 +23,7 @@ def binned_entropy(tokens: pd.DataFrame) -> pd.DataFrame:
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     s = ctx.stale
     fig, (ax,) = common.panels(1)
     for i, m in enumerate(ctx.models):
@@ -57,12 +55,8 @@ def build(argv: list[str] | None = None) -> int:
         ylabel="mean token entropy (nats)",
     )
     common.legend(ax)
-    return ctx.finish(fig, "fig4b")
+    return ctx.finish(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

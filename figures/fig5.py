@@ -1,14 +1,12 @@
-"""Fig. 5: training reward (rollout-batch mean, rolling mean) of GRPO s=0, GRPO s=S and M2PO s=S, per model."""
+"""Training reward (rollout-batch mean, rolling mean) of GRPO s=0, GRPO s=S and M2PO s=S, per model."""
 
 from __future__ import annotations
-
-import sys
 
 import common
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     s = ctx.stale
     fig, axes = common.panels(len(ctx.models))
     for ax, m in zip(axes, ctx.models):
@@ -20,12 +18,8 @@ def build(argv: list[str] | None = None) -> int:
             ylabel="mean reward of the mini-batch",
         )
         common.legend(ax)
-    return ctx.finish(fig, "fig5")
+    return ctx.finish(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

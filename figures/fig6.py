@@ -1,4 +1,4 @@
-"""Fig. 6: smallest model at s=S — accuracy of CISPO, AReaL decoupled PPO, TOPR, GPPO and M2PO.
+"""Smallest model at s=S — accuracy of CISPO, AReaL decoupled PPO, TOPR, GPPO and M2PO.
 
 A method that collapses (its last evaluation below half its best) would squeeze every other curve
 into a sliver of the axis: the left panel shows all methods on the full scale, the right one zooms
@@ -6,8 +6,6 @@ on the methods that do not collapse. The legend sits below the panels, off the d
 """
 
 from __future__ import annotations
-
-import sys
 
 import common
 import style
@@ -18,7 +16,7 @@ COLLAPSE = 0.5
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     m, s = ctx.smallest, ctx.stale
     bands = {}
     for method in METHODS:
@@ -41,12 +39,8 @@ def build(argv: list[str] | None = None) -> int:
         verb = "collapses" if len(collapsed) == 1 else "collapse"
         axes[1].set(title=f"zoom: without {names} ({verb})", xlabel="optimizer update", ylabel=common.ACC_LABEL)
     common.figure_legend(fig, axes)
-    return ctx.finish(fig, "fig6")
+    return ctx.finish(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,14 +1,12 @@
-"""Fig. 7a: token clipping ratio vs updates of GRPO s=S, M2PO s=S (masked fraction) and GRPO s=0, per model."""
+"""Token clipping ratio vs updates of GRPO s=S, M2PO s=S (masked fraction) and GRPO s=0, per model."""
 
 from __future__ import annotations
-
-import sys
 
 import common
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     s = ctx.stale
     fig, axes = common.panels(len(ctx.models))
     for ax, m in zip(axes, ctx.models):
@@ -20,12 +18,8 @@ def build(argv: list[str] | None = None) -> int:
             ylabel="clipped / masked token fraction",
         )
         common.legend(ax)
-    return ctx.finish(fig, "fig7a")
+    return ctx.finish(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

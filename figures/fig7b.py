@@ -1,4 +1,4 @@
-"""Fig. 7b: average token clipping ratio (%) per model of GRPO s=S / GRPO s=0 / M2PO s=S, ours beside the paper's.
+"""Average token clipping ratio (%) per model of GRPO s=S / GRPO s=0 / M2PO s=S, ours beside the paper's.
 
 Ours: mean over seeds of each run's mean clipped fraction over its updates ≥ s (± s.e.); the paper's: its Fig. 7b.
 Both panels share one y-scale (a bar of the same height is the same percentage), and the legend sits
@@ -6,8 +6,6 @@ above them, off the bars and the tick labels.
 """
 
 from __future__ import annotations
-
-import sys
 
 import common
 import numpy as np
@@ -46,7 +44,7 @@ def _role(method: str, staleness: int) -> str:
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     s = ctx.stale
     clip = steady_mean(ctx.tables.updates, "clipped_frac")
     fig, (left, right) = common.panels(2)
@@ -87,12 +85,8 @@ def build(argv: list[str] | None = None) -> int:
         ax.grid(axis="x", visible=False)
     right.tick_params(labelleft=True)
     common.figure_legend(fig, [left, right])
-    return ctx.finish(fig, "fig7b")
+    return ctx.finish(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

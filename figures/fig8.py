@@ -1,4 +1,4 @@
-"""Fig. 8: τ ablation — peak (solid) and final (dotted) accuracy of M2PO s=S vs τ, one line per model.
+"""Τ ablation — peak (solid) and final (dotted) accuracy of M2PO s=S vs τ, one line per model.
 
 Runs without ``-tau`` in their id take τ from their config (else 0.04). τ is swept by factors (0.01 …
 0.16), so its axis is logarithmic (symmetric-log when τ = 0 is among the runs); a model with a single τ
@@ -6,8 +6,6 @@ is drawn as points, not as a line.
 """
 
 from __future__ import annotations
-
-import sys
 
 import common
 import style
@@ -17,7 +15,7 @@ from m2po.analysis.paper import paper_values
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     s = ctx.stale
     per_run = per_run_accuracy(ctx.acc)
     fig, (ax,) = common.panels(1)
@@ -61,12 +59,8 @@ def build(argv: list[str] | None = None) -> int:
     ax.minorticks_off()
     ax.set(title=f"M2PO s={s}: accuracy vs threshold τ", xlabel="τ (log scale)", ylabel=common.ACC_LABEL)
     common.figure_legend(fig, [ax], ncol=2)
-    return ctx.finish(fig, "fig8")
+    return ctx.finish(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

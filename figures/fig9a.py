@@ -1,8 +1,6 @@
-"""Fig. 9a: M2PO s=S — second moment M2 of the trust-region tokens per update, before and after the mask (log y)."""
+"""M2PO s=S — second moment M2 of the trust-region tokens per update, before and after the mask (log y)."""
 
 from __future__ import annotations
-
-import sys
 
 import common
 
@@ -10,7 +8,7 @@ from m2po.analysis.paper import paper_values
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     s = ctx.stale
     tau = float(paper_values()["tau"])
     fig, axes = common.panels(len(ctx.models))
@@ -37,12 +35,8 @@ def build(argv: list[str] | None = None) -> int:
             ylabel="M2 = mean (log r)² (log scale)",
         )
         common.legend(ax)
-    return ctx.finish(fig, "fig9a")
+    return ctx.finish(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

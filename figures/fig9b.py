@@ -1,14 +1,12 @@
-"""Fig. 9b: KL(π_behav‖π_θ) estimate k3 = mean(r − 1 − log r) per update for GRPO s=0, GRPO s=S and M2PO s=S."""
+"""KL(π_behav‖π_θ) estimate k3 = mean(r − 1 − log r) per update for GRPO s=0, GRPO s=S and M2PO s=S."""
 
 from __future__ import annotations
-
-import sys
 
 import common
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     s = ctx.stale
     fig, axes = common.panels(len(ctx.models))
     for ax, m in zip(axes, ctx.models):
@@ -21,12 +19,8 @@ def build(argv: list[str] | None = None) -> int:
             ylabel="KL k3 (log scale)",
         )
         common.legend(ax)
-    return ctx.finish(fig, "fig9b")
+    return ctx.finish(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

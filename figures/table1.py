@@ -1,9 +1,7 @@
-"""Table 1: per model and method, the evaluation stage's benchmarks and Avg at the best checkpoint beside the paper's
+"""Per model and method, the evaluation stage's benchmarks and Avg at the best checkpoint beside the paper's
 row (table1_benchmarks.csv), and peak and final accuracy (table1.csv); both in table1.md."""
 
 from __future__ import annotations
-
-import sys
 
 import common
 
@@ -12,7 +10,7 @@ from m2po.analysis.table1 import LABELS, build_table1, table1_cells, write_table
 
 
 def build(argv: list[str] | None = None) -> int:
-    ctx = common.load(common.parse_args(__doc__, argv))
+    ctx = common.load(common.parse_args(__file__, __doc__, argv))
     t = build_table1(ctx.tables, ctx.stale, ctx.models, ctx.args.seeds)
     bench, stage = stage_table1(ctx.tables, table1_cells(ctx.stale), LABELS, models=ctx.models, seeds=ctx.args.seeds)
     if stage:
@@ -25,7 +23,3 @@ def build(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return common.main_guard(build, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

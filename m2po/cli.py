@@ -1,8 +1,9 @@
 """The ``m2po`` command: one subcommand per pipeline stage, so every stage also runs by hand.
 
-Subcommands register lazily (heavy imports happen only for the one that runs). An error a user
-can fix is one line on stderr, ``m2po <cmd>: error: <what>, <where>, <fix>``, and exit status 2
-(:mod:`m2po.errors`; ``M2PO_DEBUG=1`` shows the traceback instead); Ctrl-C exits 130 and SIGTERM 143.
+Only the module of the subcommand that runs is imported (:func:`build_parser`), so ``m2po report`` does
+not load torch for the trainer. An error a user can fix is one line on stderr, ``m2po <cmd>: error:
+<what>, <where>, <fix>``, and exit status 2 (:mod:`m2po.errors`; ``M2PO_DEBUG=1`` shows the traceback
+instead); Ctrl-C exits 130 and SIGTERM 143.
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of ``m2po argv``: every subcommand is listed, but only the options of the one that
+    ``argv`` names are declared, importing its module alone (all of them when ``argv`` is None)."""
     parser = argparse.ArgumentParser(prog="m2po", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"m2po {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    # the top-level options take no value, so the first word that is not an option is the subcommand
+    named = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
     for name, (module, help_text) in SUBCOMMANDS.items():
-        mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_text, description=help_text)
-        mod.add_arguments(p)
+        if named in (None, name):
+            importlib.import_module(module).add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 
@@ -58,7 +63,8 @@ def _error_line(command: str, e: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     command = args.command
     previous = interrupts.install(signal.SIGTERM)  # SIGTERM unwinds like Ctrl-C: cleanup runs
     try:

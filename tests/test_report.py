@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from m2po.analysis.claims import FAILS, HOLDS, INCONCLUSIVE, Rules, claims_frame, combine, judge_claims
+from m2po.analysis.figure_list import PLOTS
 from m2po.analysis.html import simple_markdown
 from m2po.analysis.paper import paper_table1, paper_values
-from m2po.analysis.report import FIGURES, build_report
+from m2po.analysis.report import build_report
 from m2po.analysis.runs import load_runs
 from m2po.analysis.synthetic import SynthCell, scenario, write_synthetic_runs
 
@@ -35,7 +36,7 @@ def test_report_draws_and_links_every_figure(report) -> None:
     root, path = report
     assert path == root / "report.md"
     md = path.read_text()
-    for name in FIGURES:
+    for name in [f.id for f in PLOTS]:
         png, pdf = root / "figures" / f"{name}.png", root / "figures" / f"{name}.pdf"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 2_000, name
@@ -43,7 +44,7 @@ def test_report_draws_and_links_every_figure(report) -> None:
     assert "`figures/<name>.pdf`" in md  # the PDFs are named once, beside the report
     assert "drawn without data" not in md and "was not produced" not in md
     html = (root / "report.html").read_text()
-    assert html.count("<img") == len(FIGURES) and "<table" in html
+    assert html.count("<img") == len(PLOTS) and "<table" in html
     assert (root / "figures" / "table1.csv").exists() and (root / "figures" / "table1.md").exists()
 
 

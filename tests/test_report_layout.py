@@ -15,7 +15,8 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from m2po.analysis.report import FIGURES, build_report
+from m2po.analysis.figure_list import PLOTS
+from m2po.analysis.report import build_report
 from m2po.analysis.synthetic import SynthCell, scenario, write_synthetic_runs
 
 STALE = 16
@@ -37,7 +38,7 @@ def test_verdict_comes_first_then_the_contents(report):
     assert body[1].startswith("**Verdict: 4 of 4 headline claims hold on this study's numbers")
     contents = md.index("**Contents**")
     assert contents < md.index("## Headline claims") < md.index("## Table 1") < md.index("## Figures")
-    for anchor in ("claims", "table-1", "figures", "inventory", *FIGURES):
+    for anchor in ("claims", "table-1", "figures", "inventory", *(f.id for f in PLOTS)):
         assert f"(#{anchor})" in md[contents : md.index("## Headline claims")], anchor
         assert f'<a id="{anchor}"></a>' in md, anchor
 
@@ -82,7 +83,7 @@ def test_no_reference_to_files_a_user_does_not_have(report):
 def test_html_embeds_every_image(report):
     root, _, html = report
     imgs = re.findall(r'<img [^>]*src="([^"]+)"', html)
-    assert len(imgs) == len(FIGURES)
+    assert len(imgs) == len(PLOTS)
     assert all(src.startswith("data:image/png;base64,") for src in imgs)
     moved = root.parent / "mailed.html"  # no other file is needed
     moved.write_text(html)
@@ -108,18 +109,19 @@ def test_each_warning_once_with_integer_counts(tmp_path):
 
 
 def _figure(name: str, runs: Path, out: Path, monkeypatch) -> matplotlib.figure.Figure:
-    """Run ``figures/<name>.py`` and return its figure (kept open)."""
+    """Draw ``figures/<name>.py`` in this process (the test looks inside its matplotlib figure; the report and
+    the Snakefile run figures/draw.py) and return its figure (kept open)."""
     sys.path.insert(0, str(FIGURES_SRC))
     import common
 
     kept = {}
     original = common.Ctx.finish
 
-    def keep(self, fig, fig_name):
+    def keep(self, fig):
         kept["fig"] = fig
         fig.canvas.draw()
         kept["renderer"] = fig.canvas.get_renderer()
-        return original(self, fig, fig_name)
+        return original(self, fig)
 
     monkeypatch.setattr(common.Ctx, "finish", keep)
     monkeypatch.setattr(matplotlib.pyplot, "close", lambda *a, **k: None)

@@ -28,7 +28,7 @@ from m2po.verl_plugin import M2POPolicyLossConfig
 from m2po.verl_plugin.config import stale_settings, updates_per_batch
 from m2po.verl_plugin.launch import METHODS, MODELS, build_overrides, main, model_key, paper_runs
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "workflow" / "verl")
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "workflow" / "verl_hydra")
 _cache: dict[str, object] = {}
 
 

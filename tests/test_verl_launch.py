@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from m2po.pipeline import RunSpec
 from m2po.verl_plugin.launch import MODELS, build_overrides, layout, main
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "workflow" / "verl")
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "workflow" / "verl_hydra")
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="+", help="models to include (default: all, smallest first)")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds to include (default: all)")
     p.add_argument("--no-figures", action="store_true", help="do not (re)draw figures; link what exists")
-    p.add_argument("--figures-src", help="folder of the figure scripts (default: figures/ of the source tree)")
+    p.add_argument(
+        "--figures-src", help="folder of figures/draw.py and the figure modules (default: figures/ of the source tree)"
+    )
     p.add_argument("--z", type=float, default=Rules.z, help="standard errors for a claim decision")
 
 
@@ -35,14 +37,3 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"report written to {path} (and {path.with_suffix('.html').name}, claims.csv)")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m m2po.analysis.cli_report``) until ``m2po report`` is registered."""
-    p = argparse.ArgumentParser(prog="m2po report", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""One sentence per figure, computed from the data the figure shows (for the report).
+"""One sentence per figure of the figure list (:mod:`m2po.analysis.figure_list`), computed from the data
+the figure shows (for the report); each function is named by its figure's id.
 
 Accuracies and clipping ratios are in percent, ``mean ± s.e.% (n=seeds)`` (one unit throughout the
 report, as in Table 1); "steady" means over the updates ≥ s of each run (:mod:`m2po.analysis.aggregate`).
@@ -11,6 +12,7 @@ from collections.abc import Callable
 
 from .aggregate import Stat, select
 from .cells import Cells
+from .figure_list import PLOTS
 
 LABEL = {
     "grpo": "GRPO",
@@ -184,18 +186,14 @@ def fig9b(c: Cells, models: list[str], s: int) -> str:
     return "Mean KL estimate k3 over updates ≥ s — " + "; ".join(parts) + "."
 
 
-SENTENCES: dict[str, Callable[..., str]] = {
-    "fig1": fig1,
-    "fig2": fig2,
-    "fig3": fig3,
-    "fig4a": fig4a,
-    "fig4b": fig4b,
-    "fig5": fig5,
-    "fig6": fig6,
-    "fig7a": fig7a,
-    "fig7b": fig7b,
-    "fig8": fig8,
-    "fig9a": fig9a,
-    "fig9b": fig9b,
-    "fig11": fig11,
-}
+def _sentences() -> dict[str, Callable[..., str]]:
+    """Each figure of the list -> the function of this module named by its id (an entry without one is an
+    error here, at import, not a missing sentence in some report)."""
+    missing = [f.id for f in PLOTS if not callable(globals().get(f.id))]
+    if missing:
+        raise ImportError(f"m2po.analysis.findings has no sentence for figure(s) {', '.join(missing)}")
+    return {f.id: globals()[f.id] for f in PLOTS}
+
+
+#: figure id -> its sentence, in the order of the figure list
+SENTENCES: dict[str, Callable[..., str]] = _sentences()

@@ -5,29 +5,30 @@ of contents, the claims judged on this study's numbers with the deciding numbers
 (:mod:`m2po.analysis.claims`), Table 1 beside the paper's, every figure with one sentence computed from
 the data, the run inventory. ``report.html`` embeds the figures, so it survives being moved or mailed.
 
-The figures are (re)drawn by the scripts of ``figures/`` (run in-process) unless ``make_figures`` is
-False; a figure that cannot be drawn is reported as missing, never fatal.
+The figures of :mod:`m2po.analysis.figure_list` are (re)drawn, all in one process, by ``figures/draw.py``,
+the program the Snakefile's figure jobs run, unless ``figures`` is False; a figure that cannot be drawn is
+reported as missing, never fatal.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
 import logging
+import re
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import DISK_FULL, NOT_WRITABLE, UserError, check_writable
+from ..errors import UserError, check_writable
 from ..fileio import atomic_write_text
 from .aggregate import order_models
 from .benchmarks import stage_table1, write_benchmark_table
 from .cells import Cells
 from .claims import Rules, claims_frame, judge_claims
+from .figure_list import EXIT_CODES, FIGURES, PLOTS, SCRIPTS_DIR
 from .findings import SENTENCES
 from .html import to_html
-from .paper import FIGURES_DIR, paper_values
+from .paper import paper_values
 from .power import power_frame
 from .regime import regime_table
 from .runs import load_runs, scan_runs
@@ -44,24 +45,6 @@ from .table1 import LABELS, build_table1, table1_cells, table1_markdown, write_t
 
 log = logging.getLogger("m2po.analysis")
 
-#: figure scripts in report order, with what each shows (the scripts' titles say the same)
-FIGURES = {
-    "fig1": "Largest model: accuracy of GRPO s=0 / GRPO s=S / no-TR s=S / M2PO s=S, and their clipping ratio.",
-    "fig2": "GRPO accuracy at every swept staleness.",
-    "fig3": "Prosperity before collapse: GRPO s=0, GRPO s=S, GRPO without trust region s=S.",
-    "fig4a": "GRPO token clipping ratio, s=S vs s=0.",
-    "fig4b": "Mean token entropy vs |r − 1| for GRPO s=S (ε = 0.2 marked).",
-    "fig5": "Training reward of GRPO s=0, GRPO s=S, M2PO s=S.",
-    "fig6": "Smallest model, s=S: CISPO, AReaL decoupled PPO, TOPR, GPPO and M2PO.",
-    "fig7a": "Clipping ratio of GRPO s=S, M2PO s=S (masked fraction), GRPO s=0.",
-    "fig7b": "Average clipping ratio per model, ours beside the paper's Fig. 7b.",
-    "fig8": "τ ablation: M2PO s=S peak and final accuracy vs τ.",
-    "fig9a": "M2PO s=S: trust-region M2 per update before and after the mask.",
-    "fig9b": "KL estimate k3 per update of GRPO s=0, GRPO s=S, M2PO s=S.",
-    "fig11": "M2PO accuracy at every swept staleness.",
-}
-FIGURE_SCRIPTS = [*FIGURES, "table1"]
-
 
 def resolve_results(results: str | Path, profile: str) -> Path:
     """``results`` itself when it holds ``runs/``, else ``results/<profile>``."""
@@ -71,34 +54,21 @@ def resolve_results(results: str | Path, profile: str) -> Path:
     return results
 
 
-def run_figure_script(name: str, argv: list[str], figures_src: str | Path | None = None) -> int:
-    """Run ``figures/<name>.py``'s ``main(argv)`` in-process; its exit code (1 on an exception)."""
-    src = Path(figures_src) if figures_src else FIGURES_DIR
-    path = src / f"{name}.py"
-    if not path.exists():
-        log.warning("figure script %s not found", path)
-        return 1
-    if str(src) not in sys.path:
-        sys.path.insert(0, str(src))
-    spec = importlib.util.spec_from_file_location(f"m2po_figure_{name}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            spec.loader.exec_module(module)
-            rc = int(module.main(argv) or 0)
-    except OSError as e:
-        if e.errno in DISK_FULL | NOT_WRITABLE:  # every later figure would fail the same way: say it once
-            raise
-        log.warning("figure %s failed: %s: %s", name, type(e).__name__, e)
-        return 1
-    except Exception as e:  # one broken figure must not sink the report
-        log.warning("figure %s failed: %s: %s", name, type(e).__name__, e)
-        return 1
-    if rc:
-        log.warning("figure %s exited %d: %s", name, rc, err.getvalue().strip()[-300:])
-    return rc
+def draw_figures(names: list[str], argv: list[str], figures_src: str | Path | None = None) -> dict[str, int]:
+    """Draw the figures ``names`` with ``argv`` by ``python figures/draw.py names... argv``, the one program the
+    Snakefile's figure jobs run too, all in one process; the exit code of each figure drawn
+    (:data:`~m2po.analysis.figure_list.EXIT_CODES`; missing: not reached, after an output could not be written)."""
+    draw = Path(figures_src or SCRIPTS_DIR) / "draw.py"
+    res = subprocess.run([sys.executable, str(draw), *names, *argv], capture_output=True, text=True)
+    codes = {m[1]: int(m[2]) for m in re.finditer(r"^draw: (\S+) exit (\d+)$", res.stdout, flags=re.M)}
+    if res.returncode and not codes:  # the program itself failed (not one figure)
+        log.warning("figures/draw.py exited %d: %s", res.returncode, res.stderr.strip()[-300:])
+    for name, code in codes.items():
+        if code:
+            log.warning("figure %s: %s", name, EXIT_CODES.get(code, f"exit {code}"))
+    if any(code not in (0, 1) for code in codes.values()):
+        log.warning("figures/draw.py: %s", res.stderr.strip()[-300:])
+    return codes
 
 
 def make_figures(
@@ -110,13 +80,15 @@ def make_figures(
     figures_src: str | Path | None = None,
     names: list[str] | None = None,
 ) -> dict[str, int]:
-    """Run every figure script (or ``names``) on ``runs`` into ``out``; exit code per script."""
+    """Draw every figure of the list (or ``names``) on ``runs`` into ``out``; exit code per figure drawn.
+    Drawing stops at the first output that cannot be written (a full disk or a read-only folder): every
+    later one would fail the same way, and the report's own writes then say where, once."""
     argv = ["--runs", str(runs), "--out", str(out), "--stale", str(stale)]
     if models:
         argv += ["--models", *models]
     if seeds:
         argv += ["--seeds", *map(str, seeds)]
-    return {n: run_figure_script(n, argv, figures_src) for n in (names or FIGURE_SCRIPTS)}
+    return draw_figures(names or [f.id for f in FIGURES], argv, figures_src)
 
 
 def check_selection(
@@ -185,7 +157,7 @@ def build_report(
         f"# M2PO reproduction report — profile `{profile}`",
         "",
         verdict_markdown(verdicts),
-        contents_markdown(FIGURES),
+        contents_markdown({f.id: f.title for f in PLOTS}),
         anchor("claims"),
         "## Headline claims",
         "",
@@ -217,7 +189,8 @@ def build_report(
         "",
     ]
     pv = paper_values()
-    for name, what in FIGURES.items():
+    for fig in PLOTS:
+        name, what = fig.id, fig.title
         fn = SENTENCES[name]
         kwargs = {"paper": pv.get("fig7b_clip_ratio_percent")} if name == "fig7b" else {}
         try:

@@ -36,9 +36,9 @@ from tqdm import tqdm
 
 from ..errors import UserError, check_writable
 from ..fileio import atomic_write_text
+from ..grader import GRADER_NAME, STRING_EXTRACTION, GradeResult, grader_version
 from .backends import Backend, GenParams, GenRequest, make_backend
 from .eval_config import EvalConfig
-from ..grader import GRADER_NAME, STRING_EXTRACTION, GradeResult, grader_version
 from .memo import MEMO_STATUSES, VerdictMemo, known_verdict
 from .pool import GradeTask, GradingPool, default_workers, soft_timeout_for
 from .problems import Problem, find_benchmark_file, load_problems, slug

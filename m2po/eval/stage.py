@@ -142,7 +142,7 @@ def every_nth(items: Sequence[Any], every: int) -> list[Any]:
 
 
 #: the verl runs' trainer config (the launcher and ``python -m m2po.verl_plugin.main`` compose it)
-VERL_TRAINER_YAML = Path(__file__).resolve().parents[2] / "workflow" / "verl" / "m2po_trainer.yaml"
+VERL_TRAINER_YAML = Path(__file__).resolve().parents[2] / "workflow" / "verl_hydra" / "m2po_trainer.yaml"
 
 
 def verl_schedule(trainer_yaml: Path = VERL_TRAINER_YAML) -> tuple[int, int]:

@@ -153,7 +153,7 @@ def updates_per_batch(config: Any) -> int:
 
 
 def stale_settings(config: Any) -> dict[str, Any]:
-    """The ``m2po`` section of the trainer config, with defaults (see workflow/verl/m2po_trainer.yaml).
+    """The ``m2po`` section of the trainer config, with defaults (see workflow/verl_hydra/m2po_trainer.yaml).
 
     ``queue_dir`` (null: ``<trainer.default_local_dir>/stale_queue``) is made absolute against the current
     directory, so that every process of a multi-node run names the same folder."""

@@ -197,7 +197,7 @@ def register_cpu_engine() -> None:
 
 
 def compose(overrides: list[str]) -> Any:
-    """The run's config: workflow/verl/m2po_trainer.yaml + ``overrides`` + :data:`CPU_OVERRIDES`, with the
+    """The run's config: workflow/verl_hydra/m2po_trainer.yaml + ``overrides`` + :data:`CPU_OVERRIDES`, with the
     plugin's defaults filled in and checked like ``python -m m2po.verl_plugin.main`` does."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

@@ -6,7 +6,7 @@
     python -m m2po.verl_plugin.launch --run-id Qwen2.5-Math-7B-grpo-s256-seed0 --dry-run --json
     python -m m2po.verl_plugin.launch --cpu --smoke --out DIR [--resume]      # verl's loop on a laptop
 
-A run is ``workflow/verl/m2po_trainer.yaml`` (verl's ``ppo_trainer`` plus App. B of the paper: 256
+A run is ``workflow/verl_hydra/m2po_trainer.yaml`` (verl's ``ppo_trainer`` plus App. B of the paper: 256
 prompts × 8 responses, mini-batches of 512 responses → 4 updates per step, AdamW lr 1e-6 constant, weight
 decay 0.01, grad clip 1.0, temperature 1.0, token-mean, no KL, no entropy bonus, 1000 steps), one model
 group file ``m2po_model/<model>.yaml`` (weights, context lengths, default GPU layout) and the method's
@@ -67,13 +67,13 @@ ROLLOUT_N = 8
 UPDATES_PER_STEP = TRAIN_BATCH // MINI_BATCH
 
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "workflow" / "verl" / "m2po_model"
+MODEL_DIR = Path(__file__).resolve().parents[2] / "workflow" / "verl_hydra" / "m2po_model"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Default GPU layout of a model (``nodes`` × ``gpus_per_node``): its group file's ``trainer.nnodes`` /
-    ``trainer.n_gpus_per_node`` (workflow/verl/m2po_model/<key>.yaml, which also sets its weights, context
+    ``trainer.n_gpus_per_node`` (workflow/verl_hydra/m2po_model/<key>.yaml, which also sets its weights, context
     lengths and memory settings), else 1 × 8."""
 
     nodes: int = 1
@@ -215,7 +215,7 @@ def build_overrides(
     model_path: str | None = None,
     extra: list[str] | None = None,
 ) -> list[str]:
-    """The Hydra overrides of one run (applied on workflow/verl/m2po_trainer.yaml); every path absolute."""
+    """The Hydra overrides of one run (applied on workflow/verl_hydra/m2po_trainer.yaml); every path absolute."""
     check_run(run)
     nodes, gpus = layout(run, nodes, gpus_per_node)
     if steps < 1:

@@ -3,7 +3,7 @@
 The same as ``python -m verl.trainer.main_ppo`` (verl's legacy ``RayPPOTrainer`` path,
 ``trainer.use_v1=false``) except that:
 
-* the config is ``workflow/verl/m2po_trainer.yaml`` (verl's ``ppo_trainer`` plus the paper's settings and
+* the config is ``workflow/verl_hydra/m2po_trainer.yaml`` (verl's ``ppo_trainer`` plus the paper's settings and
   an ``m2po`` section); another directory can be given with Hydra's ``--config-dir``;
 * the Ray task runner is verl's own ``TaskRunner`` with two hooks: the actor worker class is
   :class:`~m2po.verl_plugin.workers.M2POActorRolloutRefWorker` (``minibatch`` mask scope) and the trainer
@@ -35,8 +35,8 @@ from m2po.config import ConfigError
 
 from .launch_common import METRICS_ENV
 
-#: workflow/verl in the repository (an editable install, as environment.yml does)
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "workflow" / "verl"
+#: workflow/verl_hydra in the repository (an editable install, as environment.yml does)
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "workflow" / "verl_hydra"
 
 
 def _verl_task_runner_class() -> type:

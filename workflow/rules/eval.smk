@@ -30,7 +30,7 @@ if config["engine"] == "tiny":
         input:
             updates=f"{RES}/runs/{{run_id}}/updates.csv",
             evals=f"{RES}/runs/{{run_id}}/evals.csv",
-            data=f"{RES}/data/manifest.done",
+            data=DATA_MANIFESTS,
         output:
             f"{RES}/runs/{{run_id}}/benchmarks.csv",
         log:
@@ -40,6 +40,8 @@ if config["engine"] == "tiny":
         threads: 1
         resources:
             mem_mb=1000,
+        conda:
+            CPU_ENV
         params:
             protocol=eval_protocol(),
         shell:
@@ -60,14 +62,8 @@ else:
 
     def model_lengths(wc):
         """(prompt, response) lengths the model trained with: data.max_prompt_length / max_response_length of
-        workflow/verl/m2po_model/<model>.yaml (Qwen2.5-Math-7B: 1536 + 2560)."""
-        from pathlib import Path
-
-        import yaml
-
-        models = Path(workflow.main_snakefile).parent / "workflow" / "verl" / "m2po_model"
-        group = yaml.safe_load((models / f"{parse_run_id(wc.run_id).model.lower()}.yaml").read_text()) or {}
-        data = group.get("data") or {}
+        its model group (model_group in common.smk; Qwen2.5-Math-7B: 1536 + 2560)."""
+        data = model_group(parse_run_id(wc.run_id).model).get("data") or {}
         return int(data.get("max_prompt_length", 1536)), int(data.get("max_response_length", 2560))
 
     # One GPU job per checkpoint: verl's model merger -> vLLM on the eight benchmarks -> graded -> merged
@@ -75,7 +71,7 @@ else:
     rule eval:
         input:
             updates=f"{RES}/runs/{{run_id}}/updates.csv",
-            data=f"{RES}/data/manifest.done",
+            data=DATA_MANIFESTS,
         output:
             f"{RES}/runs/{{run_id}}/eval/global_step_{{step}}/benchmarks.csv",
         log:
@@ -86,6 +82,8 @@ else:
         resources:
             gpus=eval_gpus,
             runtime=int(EVAL.get("runtime", 360)),
+        conda:
+            GPU_ENV
         params:
             protocol=eval_protocol(),
             max_new_tokens=lambda wc: model_lengths(wc)[1],
@@ -105,5 +103,7 @@ else:
         log:
             f"{RES}/logs/eval/{{run_id}}/collect.log",
         localrule: True
+        conda:
+            CPU_ENV
         shell:
             "m2po eval-run --run {RES}/runs/{wildcards.run_id} --collect > {log} 2>&1"

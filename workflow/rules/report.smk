@@ -10,5 +10,8 @@ rule report:
     benchmark:
         f"{RES}/benchmarks/report.tsv"
     threads: 1
+    localrule: True
+    conda:
+        CPU_ENV
     shell:
         "m2po report --results {RES} --profile {config[profile]} --stale {config[stale]} --no-figures > {log} 2>&1"

@@ -21,6 +21,8 @@ if config["engine"] == "tiny":
             f"{RES}/benchmarks/warm_start/{{model}}.tsv"
         threads: 1
         priority: 100
+        conda:
+            CPU_ENV
         params:
             jobs=lambda wc, output: _json.dumps(
                 [
@@ -40,7 +42,7 @@ if config["engine"] == "tiny":
             name:
                 f"train_{_shard.name}"
             input:
-                data=f"{RES}/data/manifest.done",
+                data=DATA_MANIFESTS,
                 warm=f"{RES}/cache/warm_start-{_shard.model}.done",
             output:
                 [f"{RES}/runs/{r.run_id}/{f}" for r in _shard.runs for f in ("updates.csv", "evals.csv", "tokens.csv")],
@@ -52,6 +54,8 @@ if config["engine"] == "tiny":
             priority: len(SHARDS) - _i
             resources:
                 mem_mb=1500,
+            conda:
+                CPU_ENV
             params:
                 jobs=_json.dumps(
                     [
@@ -72,15 +76,9 @@ if config["engine"] == "tiny":
 else:
 
     def verl_layout(wc):
-        """(nodes, GPUs per node) of a run: the model group file's (workflow/verl/m2po_model/<model>.yaml,
-        what the launcher uses too; Qwen2.5-32B: 4 x 8), unless the config sets nodes / gpus_per_node."""
-        from pathlib import Path
-
-        import yaml
-
-        models = Path(workflow.main_snakefile).parent / "workflow" / "verl" / "m2po_model"
-        group = models / f"{parse_run_id(wc.run_id).model.lower()}.yaml"
-        trainer = (yaml.safe_load(group.read_text()) or {}).get("trainer", {}) or {}
+        """(nodes, GPUs per node) of a run: its model group's (model_group in common.smk; Qwen2.5-32B: 4 x 8),
+        unless the config sets nodes / gpus_per_node."""
+        trainer = model_group(parse_run_id(wc.run_id).model).get("trainer") or {}
         return (
             int(config.get("nodes") or trainer.get("nnodes", 1)),
             int(config.get("gpus_per_node") or trainer.get("n_gpus_per_node", 8)),
@@ -88,7 +86,7 @@ else:
 
     rule train:
         input:
-            data=f"{RES}/data/manifest.done",
+            data=DATA_MANIFESTS,
         output:
             updates=f"{RES}/runs/{{run_id}}/updates.csv",
             evals=f"{RES}/runs/{{run_id}}/evals.csv",
@@ -102,6 +100,8 @@ else:
             nodes=lambda wc: verl_layout(wc)[0],
             gpus=lambda wc: verl_layout(wc)[0] * verl_layout(wc)[1],
             runtime=4 * 24 * 60,
+        conda:
+            GPU_ENV
         params:
             spec=lambda wc: parse_run_id(wc.run_id),
             tau=lambda wc: (
