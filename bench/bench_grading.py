@@ -1,6 +1,6 @@
 """Grading throughput on the real benchmark ground truths: in-process vs the isolated pool (1 and 2 workers).
 
-Workload: every benchmark's gold answers (``/work/shared/data``, or ``$M2PO_BENCH_DATA``), each graded
+Workload: every benchmark's gold answers (``$M2PO_BENCH_DATA``, else ``$M2PO_DATA_DIR``), each graded
 against itself (``\\boxed{gold}``, should be correct) and against a perturbed answer (should be
 incorrect), a seeded sample of ``N_PAIRS`` pairs in all. Reported:
 - samples/s in-process (``grade_one`` in this main thread: no isolation, no timeout guarantee);
@@ -28,7 +28,11 @@ from m2po.grader import grade_one
 
 from .timing import print_table
 
-DATA = Path(os.environ.get("M2PO_BENCH_DATA", "/work/shared/data"))
+DATA = Path(
+    os.environ.get("M2PO_BENCH_DATA")
+    or os.environ.get("M2PO_DATA_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "data"  # the tests' default: a sibling of the checkout
+)
 N_PAIRS = int(os.environ.get("M2PO_BENCH_GRADING_PAIRS", "600"))
 TIMEOUT_S = 10.0
 

@@ -1,7 +1,7 @@
 """The study's grid: which runs a pipeline profile trains, named by the run-id contract.
 
 ``run_id = <model>-<method>-s<staleness>-seed<seed>`` plus ``-tau<τ>`` when τ is swept
-(ARCHITECTURE.md §2). The Snakefile and the tests both expand the grid through this module,
+(docs/architecture.md, contract 2). The Snakefile and the tests both expand the grid through this module,
 so the list of jobs is defined in exactly one place: ``workflow/config/<profile>.yaml``.
 """
 

@@ -1,4 +1,4 @@
-"""Exact staleness, counted in optimizer updates (paper §3.2; docs: PAPER.md §4).
+"""Exact staleness, counted in optimizer updates (paper §3.2).
 
 Why a module of its own: the paper's headline claim is about *how stale* the training data may
 be, so staleness must be exact and identical in both engines (the CPU engine and the verl

@@ -1,6 +1,6 @@
-"""A full offline build of shared/data (expected counts, manifests, fallback flag, verl schema,
-determinism), the online path with a local stand-in for the hub, the tiny task's datasets and
-contamination on a hand-made overlap."""
+"""A full offline build of the offline data folder ``$M2PO_DATA_DIR`` (expected counts, manifests,
+fallback flag, verl schema, determinism), the online path with a local stand-in for the hub, the tiny
+task's datasets and contamination on a hand-made overlap."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from m2po.engine.task import ArithmeticTask, generate_problems, to_dataset_rows
 
 DATA_DIR = Path(os.environ.get("M2PO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 needs_data = pytest.mark.skipif(
-    not DATA_DIR.is_dir(), reason=f"offline data folder {DATA_DIR} not found (set M2PO_DATA_DIR to shared/data)"
+    not DATA_DIR.is_dir(), reason=f"offline data folder {DATA_DIR} not found (set M2PO_DATA_DIR: docs/data.md)"
 )
 
 EXPECTED = {

@@ -1,5 +1,6 @@
-"""Answer normalisation rules of the data stage, each checked on REAL rows of shared/data (read in
-place, never copied), plus the prompt template, derived ids and the contamination text key."""
+"""Answer normalisation rules of the data stage, each checked on REAL rows of the offline data folder
+``$M2PO_DATA_DIR`` (read in place, never copied), plus the prompt template, derived ids and the
+contamination text key."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from m2po.data.spec import FieldMap, load_sources
 
 DATA_DIR = Path(os.environ.get("M2PO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 needs_data = pytest.mark.skipif(
-    not DATA_DIR.is_dir(), reason=f"offline data folder {DATA_DIR} not found (set M2PO_DATA_DIR to shared/data)"
+    not DATA_DIR.is_dir(), reason=f"offline data folder {DATA_DIR} not found (set M2PO_DATA_DIR: docs/data.md)"
 )
 
 

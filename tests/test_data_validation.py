@@ -16,7 +16,7 @@ from m2po.data.spec import load_sources
 
 DATA_DIR = Path(os.environ.get("M2PO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 pytestmark = pytest.mark.skipif(
-    not DATA_DIR.is_dir(), reason=f"offline data folder {DATA_DIR} not found (set M2PO_DATA_DIR to shared/data)"
+    not DATA_DIR.is_dir(), reason=f"offline data folder {DATA_DIR} not found (set M2PO_DATA_DIR: docs/data.md)"
 )
 REL = "aime2024/test.jsonl"
 

@@ -1,4 +1,4 @@
-"""The RL loop: exact staleness (PAPER.md §4), on-policy ratio 1 at s = 0, bit-exact resume after
+"""The RL loop: exact staleness (paper §3.2), on-policy ratio 1 at s = 0, bit-exact resume after
 SIGKILL, and config errors that name the key before any training starts."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Tests for ``m2po.staleness``: the exact-staleness schedule and the spilling FIFO.
 
-The oracle for the staleness of update ``u`` is written here from PAPER.md §4, independently of
+The oracle for the staleness of update ``u`` is written here from paper §3.2, independently of
 ``StalenessSchedule``: the first ``s`` updates train on base-model data (staleness ``u``), every
 later one on data exactly ``s + (u mod n)`` updates old.
 """
@@ -35,7 +35,7 @@ def make_batch(step: int, tag: str = "train") -> dict:
 
 
 class FakeTrainer:
-    """The training loop of PAPER.md §4 driven by a StaleQueue; records one row per update."""
+    """The training loop of paper §3.2 driven by a StaleQueue; records one row per update."""
 
     def __init__(self, s: int, n: int, queue: StaleQueue) -> None:
         self.s, self.n, self.q = s, n, queue

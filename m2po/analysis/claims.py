@@ -1,4 +1,4 @@
-"""The four headline claims of the paper (PAPER.md §9) judged on one study's numbers.
+"""The four headline claims of the paper (docs/tiny_protocol.md §9) judged on one study's numbers.
 
 Every claim is split into parts, each decided per model by an explicit rule on a statistic ``d``
 and its standard error ``se`` (cell s.e. of :mod:`m2po.analysis.aggregate`; a difference of two

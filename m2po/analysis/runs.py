@@ -1,4 +1,4 @@
-"""Load a results tree of run directories (ARCHITECTURE.md contract 2) into tidy pandas frames.
+"""Load a results tree of run directories (docs/architecture.md, contract 2) into tidy pandas frames.
 
 A run directory is ``<runs_dir>/<run_id>/`` with ``config.yaml``, ``manifest.json``, ``updates.csv``,
 ``evals.csv``, (tiny engine) ``tokens.csv`` and, once the evaluation stage has run, ``benchmarks.csv``

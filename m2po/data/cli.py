@@ -1,7 +1,7 @@
 """``m2po data build``: the command line of the data stage (dispatched by :mod:`m2po.cli`).
 
 Mode: ``--offline DIR`` (or the environment variable ``M2PO_DATA_DIR``) reads the local layout
-of ``shared/data``; without either, datasets load from the Hugging Face hub. Exit status 0 on
+of the offline data folder (docs/data.md); without either, datasets load from the Hugging Face hub. Exit status 0 on
 success (count mismatches are loud warnings), 2 on an error (a missing source, a bad spec, or
 any problem under ``--strict``), with the message naming file and row.
 """
@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="Read local files from DIR (layout of shared/data) instead of the hub; default: $M2PO_DATA_DIR if set.",
+        help="Read local files from DIR (the offline data folder, docs/data.md) instead of the hub; "
+        "default: $M2PO_DATA_DIR if set.",
     )
     b.add_argument("--out", type=Path, required=True, metavar="DIR", help="Output folder.")
     b.add_argument(

@@ -9,7 +9,7 @@ literal string (``145solution:``, ``b >`` from ``b > a > c``), so it counts as *
 is listed in the report. Not an error: the grader decides what to do with it.
 
 Why worker processes: math-verify bounds its work with SIGALRM (main thread only) and can be
-slow (a few ms per answer), so unique answers are parsed in a spawn pool (ARCHITECTURE.md: never
+slow (a few ms per answer), so unique answers are parsed in a spawn pool (docs/architecture.md: never
 threads). Identical answers are parsed once, and results are cached in ``OUT/.cache`` keyed by
 the math-verify version, so a rebuild does not parse again (outputs do not depend on the cache).
 """

@@ -1,4 +1,4 @@
-"""The output schema (ARCHITECTURE.md contract 1) and atomic, deterministic writers.
+"""The output schema (docs/architecture.md, contract 1) and atomic, deterministic writers.
 
 Why an explicit Arrow schema: inferring it from Python rows would change column types with the
 data (an all-empty list column, an int id), so files of different datasets would not concatenate

@@ -128,7 +128,7 @@ def load_hub_records(spec: HubSpec, loader: HubLoader | None = None) -> tuple[li
     except Exception as e:  # any hub failure: say what to do instead
         raise DataError(
             f"loading {spec.path!r} split {spec.split!r} from the hub failed ({type(e).__name__}: {e}); "
-            "without internet use --offline DIR (or M2PO_DATA_DIR) with the shared/data layout"
+            "without internet use --offline DIR (or M2PO_DATA_DIR) with the offline data folder's layout (docs/data.md)"
         ) from e
     records = list(enumerate(ds))
     info = {

@@ -1,7 +1,7 @@
 """Typed source specs: ``data/sources.yaml`` read into dataclasses with :func:`m2po.config.load_config`.
 
 Why a spec file rather than code: where each dataset comes from (hub id, split, revision, the
-fields the paper's preprocessing reads, the local file layout of ``shared/data``, the expected
+fields the paper's preprocessing reads, the local file layout of the offline data folder (docs/data.md), the expected
 size and the documented quirks) is data that a reviewer should be able to check against
 PROVENANCE.md without reading Python. The loader type-checks every key and reports a bad value
 with its dotted path (``datasets.math500.answer_rule: expected one of ...``).

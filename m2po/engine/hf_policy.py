@@ -3,7 +3,7 @@
 Why a hand-written sampler instead of ``model.generate``: the RL loop needs (1) sampling driven
 by the run's own ``torch.Generator`` so a run is reproducible and resumable bit for bit, and (2)
 the log-prob of every drawn token, computed exactly the way the training forward computes it, so
-that at staleness 0 the importance ratio is 1 (ARCHITECTURE.md, "the log-probs"). ``generate``
+that at staleness 0 the importance ratio is 1 (docs/architecture.md, "the log-probs"). ``generate``
 is the tiny engine's decode loop (:func:`m2po.engine.sampler.decode_loop`) driven by a HF model's
 prefill and step with its ``past_key_values`` (a ``DynamicCache``); ``model.generate`` only serves as
 the benchmark baseline (``bench/bench_hf_sampler.py``).

@@ -36,7 +36,7 @@ def _user_content(prompt: Any) -> str:
 
 
 def read_problems(path: str | Path) -> tuple[list[dict[str, str]], list[str]]:
-    """``(problems, data_sources)`` of a parquet in the project's dataset schema (ARCHITECTURE.md contract 1).
+    """``(problems, data_sources)`` of a parquet in the project's dataset schema (docs/architecture.md, contract 1).
 
     Each problem is ``{"id", "question", "answer", "data_source"}``: ``question`` is the prompt's
     user content (instruction included, as the data stage wrote it), ``answer`` the rule ground

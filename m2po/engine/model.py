@@ -2,7 +2,7 @@
 
 Why our own model rather than a hub checkpoint: the CPU engine must train end to end in minutes
 on two cores, deterministically, and its sampler must return log-probs that the training
-forward reproduces to float32 rounding (ARCHITECTURE.md, "the log-probs": a mismatch would
+forward reproduces to float32 rounding (docs/architecture.md, "the log-probs": a mismatch would
 masquerade as staleness). Owning ~150 lines of model makes both properties checkable.
 
 Design choices:

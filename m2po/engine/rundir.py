@@ -1,4 +1,4 @@
-"""The run directory contract (ARCHITECTURE.md §2): resolved config, manifest, tidy logs, checkpoints.
+"""The run directory contract (docs/architecture.md, contract 2): resolved config, manifest, tidy logs, checkpoints.
 
 Logs are CSV appended one row at a time and flushed, so a killed run loses nothing that a
 checkpoint does not restore: each checkpoint records how many rows each log had, and a resumed

@@ -189,7 +189,7 @@ def max_response_tokens(config: ArithmeticTask) -> int:
 def to_dataset_rows(
     problems: list[dict[str, str]], split: str, data_source: str = "tiny_arith"
 ) -> list[dict[str, Any]]:
-    """Rows in the project's dataset schema (verl's RL schema, ARCHITECTURE.md contract 1).
+    """Rows in the project's dataset schema (verl's RL schema, docs/architecture.md, contract 1).
 
     The prompt is the bare question (no chat template: the tiny model has none).
     """

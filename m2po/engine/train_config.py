@@ -170,7 +170,7 @@ class AlgoSection:
         {}, "Keyword parameters of the loss, e.g. {tau: 0.04} or {clip_low: 0.2, clip_high: 0.2}."
     )
     staleness: int = option(
-        0, "Staleness s in optimizer updates (PAPER.md §4); a multiple of mini_batches. Updates log s..s+n-1."
+        0, "Staleness s in optimizer updates (paper §3.2); a multiple of mini_batches. Updates log s..s+n-1."
     )
     mini_batches: int = option(4, "Optimizer updates per rollout batch, n (the paper: 4).")
     micro_batches: int = option(1, "Gradient-accumulation micro-batches per mini-batch.")

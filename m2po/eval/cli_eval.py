@@ -1,6 +1,6 @@
 """``m2po eval``: sample k responses per problem, grade them in isolated workers, report avg@k / pass@k.
 
-Defaults follow the paper's protocol (PAPER.md §6, eval/suites.yaml): temperature 1.0, k = 16 for
+Defaults follow the paper's protocol (paper §6 and App. B, eval/suites.yaml): temperature 1.0, k = 16 for
 AIME24/25 and 4 elsewhere. Reruns with the same ``--out`` resume: finished samples are neither
 regenerated nor regraded. Heavy imports (torch, transformers) happen in ``run`` only.
 """

@@ -2,7 +2,7 @@
 
 Conventions (why they are what they are):
 - avg@k = mean over problems of the per-problem mean over its first k samples — the paper's
-  "pass@1 averaged over k samples" (PAPER.md §6). Every benchmark weighs its problems equally.
+  "pass@1 averaged over k samples" (paper §6 and App. B). Every benchmark weighs its problems equally.
 - The CI resamples *problems* (not samples): the k samples of a problem are correlated, so
   resampling samples would understate the uncertainty. Percentile bootstrap, seeded.
 - pass@k uses the unbiased estimator of Chen et al. 2021 (1 - C(n-c, k) / C(n, k)), computed as a

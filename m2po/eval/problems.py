@@ -6,8 +6,8 @@ split, id, question}). The evaluation only needs the chat prompt, the ground tru
 problem id, so that is all ``Problem`` keeps.
 
 ``rows_from_raw`` / ``write_parquet`` exist for tests and for evaluating before the data stage has
-run (e.g. the SmolLM2 sanity run on GSM8K/MATH500 from ``/work/shared/data``): they apply the
-paper's prompt (PAPER.md §5) the way the data stage does, but do none of its filtering.
+run (e.g. the SmolLM2 sanity run on GSM8K/MATH500 from the offline data folder, ``$M2PO_DATA_DIR``): they apply the
+paper's prompt (paper App. B) the way the data stage does, but do none of its filtering.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Benchmark suites and the paper's evaluation protocol, read from ``eval/suites.yaml``.
 
 Why a spec file: which benchmarks exist, their k and which ones enter the paper's "Avg" are
-facts of the paper (PAPER.md §6), not code; the YAML says them once with the citation, and
+facts of the paper (paper §6 and App. B), not code; the YAML says them once with the citation, and
 every consumer (``m2po eval``, the metrics, the report) reads them from here. The file is package
 data (:mod:`m2po.specs`), so an installed package without the repository evaluates with it too.
 """

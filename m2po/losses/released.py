@@ -1,7 +1,7 @@
 """M2PO as released in the authors' code (Infini-AI-Lab/M2PO, verl fork), value for value.
 
-PAPER.md §3. Per call (the authors call it per micro-batch and rank), over the trust-region
-tokens only (released tolerances: |A| > 1e-12, |r − 1| > 1e-12), with v = (log r)² and n
+As released (docs/losses.md). Per call (the authors call it per micro-batch and rank), over the
+trust-region tokens only (released tolerances: |A| > 1e-12, |r − 1| > 1e-12), with v = (log r)² and n
 tokens:
 
 1. if n = 0 or mean(v) ≤ τ + 1e-12: no constraint (ratio bounds [0, 1e5], as released);
@@ -69,7 +69,7 @@ def released_threshold(log_ratio: torch.Tensor, tr: torch.Tensor, tau: float) ->
 
 
 @register_policy_loss(
-    "m2po_released", reference="Infini-AI-Lab/M2PO compute_m2po_policy_loss (PAPER.md §3)", tau_param="tau"
+    "m2po_released", reference="Infini-AI-Lab/M2PO compute_m2po_policy_loss (docs/losses.md)", tau_param="tau"
 )
 def m2po_released(
     batch: PolicyBatch,

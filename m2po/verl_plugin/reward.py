@@ -8,7 +8,7 @@ verl 0.9.1 loads it with ``reward.custom_reward_function.path=<this file>`` and
 with ``reward_kwargs`` from ``reward.custom_reward_function.reward_kwargs``, from a thread pool
 (``loop.run_in_executor``) — never the main thread.
 
-Reward (PAPER.md §5): 1.0 for a correct final answer (last ``\\boxed{}`` compared with math-verify by
+Reward (paper App. B): 1.0 for a correct final answer (last ``\\boxed{}`` compared with math-verify by
 ``m2po.grader``); for an extractable but wrong answer ``format_reward``: 0.0 by default as in the
 authors' released code, 0.1 as the paper's text says (``reward_kwargs.format_reward=0.1``); 0.0 otherwise.
 

@@ -1,4 +1,4 @@
-"""A verl run's logs → the run directory's tidy logs (ARCHITECTURE.md contracts 2 and 3).
+"""A verl run's logs → the run directory's tidy logs (docs/architecture.md, contracts 2 and 3).
 
     python -m m2po.verl_plugin.tidy results/paper/runs/<run_id>
 
@@ -83,7 +83,7 @@ __all__ = [
     "update_rows",
 ]
 
-#: the verl runs' evaluation columns (ARCHITECTURE.md §3)
+#: the verl runs' evaluation columns (docs/architecture.md, contract 3)
 EVAL_COLUMNS = ["update", "benchmark", "avg_at_k", "ci_low", "ci_high", "k", "n_problems", "n_timeouts"]
 
 #: keys that mark a step in which the actor was updated (for logs without ``m2po/prefill``)

@@ -14,7 +14,7 @@ The subclass changes no line of verl's ``fit`` loop; it hooks methods the loop a
   ``decoupled_ppo`` (``m2po.proximal``), recompute the proximal policy's while the behaviour ones become
   ``rollout_log_probs`` for verl's rollout-correction weights (AReaL's π_prox/π_behav).
 * ``_update_actor``: no update during the ``k = s/n`` prefill steps ("the first k iterations only
-  generate", PAPER.md §4); the rollout weights are still refreshed by the loop. After an update, the
+  generate", paper §3.2); the rollout weights are still refreshed by the loop. After an update, the
   policy version advances by the optimizer steps verl took (a step skipped for a non-finite gradient
   norm does not count), and one record per update goes to ``updates.jsonl``
   (:mod:`m2po.verl_plugin.update_log`; before verl saves the step's checkpoint).

@@ -1,6 +1,6 @@
 """Worker-side hooks: the ``minibatch`` mask scope of M2PO inside verl's FSDP actor.
 
-Algorithm 1 (paper §5.2) is "batch-level" and not linear in how a batch is split (ARCHITECTURE.md, "The
+Algorithm 1 (paper §5.2) is "batch-level" and not linear in how a batch is split (docs/architecture.md, "The
 mask scope"). verl computes the loss per micro-batch and rank, which is the ``microbatch`` scope of the
 authors' released code. For the ``minibatch`` scope the keep-mask must be known for all tokens of the
 optimizer mini-batch, on all data-parallel ranks, before the first micro-batch's backward:
