@@ -127,3 +127,19 @@ def test_launcher_cli(capsys, tmp_path) -> None:
     assert "multiple of 4" in capsys.readouterr().err
     assert main(["--model", "gpt-5", "--method", "m2po", "--dry-run"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_loss_params_are_checked_through_the_losss_signature() -> None:
+    from m2po.config import ConfigError
+    from m2po.verl_plugin.config import M2POPolicyLossConfig, policy_loss_settings
+
+    cfg = M2POPolicyLossConfig(loss_mode="m2po.gspo", loss_params={"clip_low": "3e-4", "clip_high": 4})
+    assert cfg.loss_params == {"clip_low": 3e-4, "clip_high": 4.0}
+    assert all(type(v) is float for v in cfg.loss_params.values())
+    with pytest.raises(ConfigError, match=r"policy_loss\.loss_params\.tau"):
+        M2POPolicyLossConfig(loss_mode="m2po", loss_params={"tau": "abc"})
+    # a plain verl node: the dataclass's defaults, except the scope verl's plain worker can do
+    assert policy_loss_settings({}) == {
+        "tau": 0.04, "mask_scope": "microbatch", "floor_low": None, "floor_high": None,
+        "dual_clip": False, "loss_agg_mode": None, "loss_params": {},
+    }  # fmt: skip

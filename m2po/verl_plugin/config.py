@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from verl.workers.config import PolicyLossConfig
 
-from m2po.config import ConfigError
+from m2po.config import ConfigError, coerce_kwargs
 from m2po.loss_names import PAPER_TAU
 from m2po.losses import available_losses, loss_info
 from m2po.losses.registry import KEEP_MASK_PARAM, TENSOR_PARAMS
@@ -106,8 +106,9 @@ class M2POPolicyLossConfig(PolicyLossConfig):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ConfigError(f"{_KEY}.{name}", f"must be null or >= 0, got {value!r}")
-        if self.loss_mode in available_losses():
-            accepted = set(loss_info(self.loss_mode).defaults) - _TENSOR_PARAMS
+        name = registry_name(self.loss_mode)
+        if name is not None:
+            accepted = set(loss_info(name).defaults) - _TENSOR_PARAMS
             unknown = set(self.loss_params) - accepted
             if unknown:
                 raise ConfigError(
@@ -115,6 +116,18 @@ class M2POPolicyLossConfig(PolicyLossConfig):
                     f"unknown parameter(s) {sorted(unknown)} for loss {self.loss_mode!r}",
                     hint=f"it accepts {sorted(accepted)}",
                 )
+            # values through the objective's signature, as the CPU engine's config does (``tau: abc`` fails
+            # here); verl's BaseConfig freezes fields once set, and this is still construction
+            params = coerce_kwargs(loss_info(name).objective, dict(self.loss_params), f"{_KEY}.loss_params")
+            object.__setattr__(self, "loss_params", params)
+
+
+#: the defaults of the fields :class:`M2POPolicyLossConfig` adds to verl's (one place: the dataclass)
+_OUR_DEFAULTS = {
+    f.name: f.default
+    for f in fields(M2POPolicyLossConfig)
+    if f.name in ("tau", "mask_scope", "floor_low", "floor_high", "dual_clip", "loss_agg_mode")
+}
 
 
 def policy_loss_settings(policy_loss: Any) -> dict[str, Any]:
@@ -122,14 +135,7 @@ def policy_loss_settings(policy_loss: Any) -> dict[str, Any]:
 
     Missing keys take :class:`M2POPolicyLossConfig`'s defaults, except ``mask_scope``: a node without it
     (verl's plain ``PolicyLossConfig``) means verl's plain worker, which can only do ``microbatch``."""
-    defaults = {
-        "tau": PAPER_TAU,
-        "mask_scope": "microbatch",
-        "floor_low": None,
-        "floor_high": None,
-        "dual_clip": False,
-        "loss_agg_mode": None,
-    }
+    defaults = {**_OUR_DEFAULTS, "mask_scope": "microbatch"}
     out: dict[str, Any] = {}
     for key, default in defaults.items():
         value = policy_loss.get(key, default) if policy_loss is not None else default
