@@ -6,7 +6,7 @@
 IDs are entries of :mod:`m2po.analysis.figure_list` (``fig1`` ... ``table1``), each drawn by ``main(argv)`` of
 ``figures/<id>.py``. The Snakefile's figure jobs draw one each; ``m2po report`` draws them all in one call.
 After each figure one line ``draw: <id> exit <code>`` says how it went (``EXIT_CODES`` of the figure list; a
-figure that raises is reported with its traceback and code 1, and the next one is drawn); drawing stops at the
+figure that raises is reported with its traceback and code 4, and the next one is drawn); drawing stops at the
 first output that cannot be written (code 3). The program exits with the largest code.
 """
 
@@ -16,7 +16,7 @@ import importlib
 import sys
 import traceback
 
-from m2po.analysis.figure_list import EXIT_NOT_WRITTEN, figure
+from m2po.analysis.figure_list import EXIT_FAILED, EXIT_NOT_WRITTEN, figure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             code = int(importlib.import_module(fig_id).main(options) or 0)
         except Exception:  # one broken figure must not stop the others
             traceback.print_exc()
-            code = 1
+            code = EXIT_FAILED
         codes.append(code)
         print(f"draw: {fig_id} exit {code}", flush=True)
         if code == EXIT_NOT_WRITTEN:

@@ -76,3 +76,14 @@ def test_script_command_line(study, tmp_path) -> None:
     res = subprocess.run([*cmd, "--models", "1M", "--seeds", "1"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert (out / "fig3.png").stat().st_size > 10_000 and (out / "fig3.pdf").stat().st_size > 2_000
+
+
+def test_a_figure_that_raises_is_reported_failed_and_the_next_is_drawn(tmp_path) -> None:
+    src = tmp_path / "figures"
+    src.mkdir()
+    (src / "draw.py").write_text((SCRIPTS_DIR / "draw.py").read_text())
+    (src / "fig2.py").write_text("def main(argv):\n    raise RuntimeError('planted')\n")
+    (src / "fig3.py").write_text("def main(argv):\n    return 0\n")
+    assert draw_figures(["fig2", "fig3"], [], figures_src=src) == {"fig2": 4, "fig3": 0}
+    (src / "draw.py").write_text("raise SystemExit(9)\n")  # the program itself fails: no figure was drawn
+    assert draw_figures(["fig2", "fig3"], [], figures_src=src) == {"fig2": 4, "fig3": 4}

@@ -123,6 +123,10 @@ def test_worker_attaches_the_minibatch_mask(monkeypatch) -> None:
     worker.loss_fn = M2POLossFn(partial(ppo_loss, config=actor_config("minibatch")))
     assert minibatch_tau(worker.loss_fn.actor_config) == TAU
     assert minibatch_tau(actor_config("microbatch")) is None
+    # the mask's τ is the loss's own: loss_params override policy_loss.tau for both
+    pl = M2POPolicyLossConfig(loss_mode="m2po", tau=TAU, mask_scope="minibatch", loss_params={"tau": 0.3})
+    overridden = FSDPActorConfig(strategy="fsdp", rollout_n=8, ppo_micro_batch_size_per_gpu=2, policy_loss=pl)
+    assert minibatch_tau(overridden) == 0.3
     worker.attach_keep_mask(td, TAU)
     assert seen["compute_loss"] is False and KEEP_MASK_KEY not in seen["keys"]
     assert seen["micro_batch_size_per_gpu"] == 2  # the no-grad pass splits like the training call

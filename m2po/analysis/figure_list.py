@@ -16,8 +16,15 @@ from pathlib import Path
 #: exit code of drawing one figure (``figures/draw.py`` prints it per figure): 0 drawn; 1 drawn, but with no
 #: data for any series (the figure says so); 2 no loadable run under --runs (nothing written); 3 its output
 #: could not be written (a full disk, a read-only folder: one line on stderr says where)
-EXIT_CODES = {0: "drawn", 1: "drawn without data for any series", 2: "no loadable run", 3: "output not written"}
+EXIT_CODES = {
+    0: "drawn",
+    1: "drawn without data for any series",
+    2: "no loadable run",
+    3: "output not written",
+    4: "failed (traceback in the log)",
+}
 EXIT_NOT_WRITTEN = 3
+EXIT_FAILED = 4
 
 #: the figure scripts live beside the package in the source tree (``figures/``), not inside it
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "figures"

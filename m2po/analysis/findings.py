@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from ..loss_names import PAPER_TAU
 from .aggregate import Stat, select
 from .cells import Cells
 from .figure_list import PLOTS
@@ -167,7 +168,7 @@ def fig8(c: Cells, models: list[str], s: int) -> str:
     return f"M2PO s={s} peak accuracy by τ — " + "; ".join(parts) + "."
 
 
-def fig9a(c: Cells, models: list[str], s: int, tau: float = 0.04) -> str:
+def fig9a(c: Cells, models: list[str], s: int, tau: float = PAPER_TAU) -> str:
     parts = []
     for m in models:
         before, after = c.steady(m, "m2po", s, "m2"), c.steady(m, "m2po", s, "m2_after")

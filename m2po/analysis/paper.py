@@ -9,11 +9,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-import m2po
 from m2po.specs import spec_path
 
-#: figure scripts and their style live beside the package in the source tree
-FIGURES_DIR = Path(m2po.__file__).resolve().parents[1] / "figures"
 PAPER_VALUES = spec_path("paper_values.yaml")  # figures/paper_values.yaml of the repository links to it
 
 

@@ -25,7 +25,7 @@ from .aggregate import order_models
 from .benchmarks import stage_table1, write_benchmark_table
 from .cells import Cells
 from .claims import Rules, claims_frame, judge_claims
-from .figure_list import EXIT_CODES, FIGURES, PLOTS, SCRIPTS_DIR
+from .figure_list import EXIT_CODES, EXIT_FAILED, FIGURES, PLOTS, SCRIPTS_DIR
 from .findings import SENTENCES
 from .html import to_html
 from .paper import paper_values
@@ -61,8 +61,9 @@ def draw_figures(names: list[str], argv: list[str], figures_src: str | Path | No
     draw = Path(figures_src or SCRIPTS_DIR) / "draw.py"
     res = subprocess.run([sys.executable, str(draw), *names, *argv], capture_output=True, text=True)
     codes = {m[1]: int(m[2]) for m in re.finditer(r"^draw: (\S+) exit (\d+)$", res.stdout, flags=re.M)}
-    if res.returncode and not codes:  # the program itself failed (not one figure)
+    if res.returncode and not codes:  # the program itself failed (not one figure): none was drawn
         log.warning("figures/draw.py exited %d: %s", res.returncode, res.stderr.strip()[-300:])
+        return dict.fromkeys(names, EXIT_FAILED)
     for name, code in codes.items():
         if code:
             log.warning("figure %s: %s", name, EXIT_CODES.get(code, f"exit {code}"))
@@ -198,7 +199,11 @@ def build_report(
         except Exception as e:  # a sentence must not sink the report
             sentence = f"(summary unavailable: {type(e).__name__}: {e})"
         exists = (fig_dir / f"{name}.png").exists()
-        status = "" if codes.get(name, 0) == 0 else "*(drawn without data for any series)* "
+        code = codes.get(name) if codes else 0  # no codes: figures not drawn by this call (--no-figures)
+        if code is None:
+            status = "*(not drawn this time: an earlier figure's output could not be written; see the log)* "
+        else:
+            status = "" if code == 0 else f"*({EXIT_CODES.get(code, f'exit {code}')})* "
         md += [anchor(name), f"### {name} — {what}", ""]
         md += [f"![{name}](figures/{name}.png)" if exists else f"*{name}.png was not produced.*", ""]
         md += [f"{status}{sentence}", ""]

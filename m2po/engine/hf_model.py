@@ -88,7 +88,7 @@ def split_model_path(model: str, gguf_file: str | None = None) -> tuple[str, str
         if len(ggufs) > 1:
             raise ValueError(
                 f"{p} holds several GGUF files {[g.name for g in ggufs]}; name the file itself "
-                "(or set model.hf_gguf_file / --gguf-file)"
+                "(training: or set model.hf_gguf_file)"
             )
     return model, gguf_file
 

@@ -193,7 +193,7 @@ def _settings_digest(cfg: Any, ckpt_fingerprint: str) -> dict[str, Any]:
 def evaluate_checkpoint(run: Path, ckpt: Checkpoint, make_config: Any, merge_dir: Path | None = None) -> list[dict]:
     """Evaluate one checkpoint into ``<run>/eval/<name>/`` and return its :data:`BENCHMARK_COLUMNS` rows.
 
-    ``make_config(model, out, update)`` builds the :class:`~m2po.eval.runner.EvalConfig`. Skipped (nothing
+    ``make_config(model, out, update)`` builds the :class:`~m2po.eval.eval_config.EvalConfig`. Skipped (nothing
     loaded or merged) when ``stage.json`` shows a finished evaluation with the same settings."""
     from .backends.base import fingerprint
     from .runner import Evaluation

@@ -1,7 +1,7 @@
 """M2PO as released in the authors' code (Infini-AI-Lab/M2PO, verl fork), value for value.
 
-As released (docs/losses.md). Per call (the authors call it per micro-batch and rank), over the
-trust-region tokens only (released tolerances: |A| > 1e-12, |r − 1| > 1e-12), with v = (log r)² and n
+docs/losses.md compares it with Algorithm 1. Per call (the authors call it per micro-batch and rank),
+over the trust-region tokens only (released tolerances: |A| > 1e-12, |r − 1| > 1e-12), with v = (log r)² and n
 tokens:
 
 1. if n = 0 or mean(v) ≤ τ + 1e-12: no constraint (ratio bounds [0, 1e5], as released);

@@ -43,7 +43,7 @@ from verl.workers.utils.padding import no_padding_2_padding
 
 from m2po.losses import loss_info, m2po_mask
 
-from .adapter import KEEP_MASK_KEY, SUM_PREFIX, M2POLossFn, exact_minibatch_metrics
+from .adapter import KEEP_MASK_KEY, SUM_PREFIX, M2POLossFn, exact_minibatch_metrics, resolve_loss_params
 from .config import policy_loss_settings, registry_name
 from .mask import distributed_m2po_mask
 
@@ -93,7 +93,8 @@ def current_lr(engine: Any) -> float | None:
 
 def minibatch_tau(actor_config: Any) -> float | None:
     """τ when the actor trains a loss with a batch-level mask (``m2po``) with ``mask_scope=minibatch``; else
-    None (nothing to precompute)."""
+    None (nothing to precompute). The loss's own τ (``policy_loss.tau``, overridden by ``loss_params``), so that
+    the mask and the loss agree."""
     if actor_config is None:
         return None
     policy_loss = actor_config.get("policy_loss", None)
@@ -106,7 +107,7 @@ def minibatch_tau(actor_config: Any) -> float | None:
             f"mask_scope=minibatch: the worker computes Algorithm 1's mask across ranks (distributed_m2po_mask), "
             f"not {name!r}'s batch mask; use mask_scope=microbatch"
         )
-    return float(settings["tau"])
+    return float(resolve_loss_params(name, actor_config)[loss_info(name).tau_param])
 
 
 class M2POTrainingWorker(TrainingWorker):
