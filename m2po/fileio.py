@@ -64,3 +64,31 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     import torch  # here, so that stages writing only text do not import torch
 
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def repair_tail(path: Path) -> int:
+    """Cut an append-only log back to its last newline (drop the unterminated line a killed write left);
+    return the number of bytes removed."""
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return 0
+        block = 1 << 16
+        pos = size
+        while pos > 0:
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                f.truncate(keep)
+                return size - keep
+            pos = start
+        f.truncate(0)
+        return size

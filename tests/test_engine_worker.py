@@ -68,7 +68,7 @@ def _same_run(a: Path, b: Path) -> None:
     for f in FILES:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     ma, mb = torch.load(a / "final_model.pt"), torch.load(b / "final_model.pt")
-    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
 
 
 def test_worker_runs_are_byte_identical_to_single_process_runs(single_process_runs, tmp_path) -> None:

@@ -63,6 +63,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         p.start()
     for p in procs:
         p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
     memo = VerdictMemo(tmp_path, GRADER)
     assert len(memo) == 3 * n
     assert memo.get("2-7-" + "x" * 7, "7") == "correct" and memo.get("0-0-", "0") == "incorrect"

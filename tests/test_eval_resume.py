@@ -9,23 +9,18 @@ is graded exactly once overall.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from slowed_cli import kill_mid_grading
 
 from m2po.cli import main
 from m2po.engine.task import ArithmeticTask, generate_problems, to_dataset_rows
 from m2po.eval.problems import write_parquet
 from m2po.eval.runner import EvalConfig, Evaluation
 from m2po.eval.store import read_jsonl
-
-SLOWED_CLI = Path(__file__).resolve().parent / "slowed_cli.py"
 
 RECORD_FIELDS = {
     "benchmark",
@@ -165,25 +160,7 @@ def test_sigkill_then_resume(tmp_path):
         "--no-progress",
     ]
     total = 24 * 4
-    proc = subprocess.Popen(
-        [sys.executable, str(SLOWED_CLI), "0.4", *cmd[3:]],  # a pause after each grading round
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            grades = list((out / "cache" / "tiny_arith").glob("grade-*.jsonl"))
-            if grades and len(read_jsonl(grades[0])) >= 16:
-                break
-            assert proc.poll() is None, "the run finished before it could be interrupted"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    kill_mid_grading(cmd[3:], out / "cache" / "tiny_arith", n=16, pause=0.4, timeout=120)
     first_grades = read_jsonl(shard(out, "grade"))
     first_gens = read_jsonl(shard(out, "gen"))
     assert 16 <= len(first_grades) < total and len(first_gens) < total

@@ -8,16 +8,16 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from slowed_cli import kill_mid_grading
 
 from m2po.cli import main
 from m2po.config import load_config
@@ -25,12 +25,12 @@ from m2po.engine.loop import Trainer
 from m2po.engine.rundir import BestCheckpoint, CsvLog
 from m2po.engine.task import ArithmeticTask, generate_problems, to_dataset_rows
 from m2po.engine.train_config import TrainConfig
+from m2po.eval.backends import tiny as tiny_backend
 from m2po.eval.problems import write_parquet
 from m2po.eval.stage import BENCHMARK_COLUMNS, every_nth, find_checkpoints, planned_verl_steps
 from m2po.eval.store import read_jsonl
 
 RUN_ID = "0.1M-m2po-s4-seed0"
-SLOWED_CLI = Path(__file__).resolve().parent / "slowed_cli.py"
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +115,26 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_benchmarks_csv_matches_the_graded_samples(tiny_run, tmp_path):
+def _planted_generate(self, requests, params):
+    """A backend whose accuracy is known by hand: for ``a?b=`` sample i is right iff i < a % 5."""
+    out = []
+    for req in requests:
+        a, op, b = re.fullmatch(r"(\d+)([-+*])(\d+)=", req.messages[-1]["content"]).groups()
+        answer = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+        out.append([str(answer) if i < int(a) % 5 else str(answer + 1) for i in range(req.n)])
+    return out
+
+
+def test_benchmarks_csv_matches_the_graded_samples(tiny_run, tmp_path, monkeypatch):
     run, data = tiny_run
+    monkeypatch.setattr(tiny_backend.TinyBackend, "generate", _planted_generate)
     assert main(_stage_cmd(run, data, "--memo", str(tmp_path / "verdicts"))) == 0
+    # the hand oracle, from the problems alone: problem a?b= scores min(a % 5, 4) / 4, passes iff a % 5 > 0
+    firsts = [int(re.match(r"\d+", q).group()) for q in pd.read_parquet(data / "tiny_arith" / "test.parquet")[
+        "extra_info"].map(lambda e: e["question"])]  # fmt: skip
+    want_avg = np.mean([min(a % 5, 4) / 4 for a in firsts])
+    want_pass = np.mean([a % 5 > 0 for a in firsts])
+    assert 0 < want_avg < 1
     rows = _rows(run / "benchmarks.csv")
     ckpts = find_checkpoints(run)
     assert list(rows[0]) == BENCHMARK_COLUMNS
@@ -134,6 +151,8 @@ def test_benchmarks_csv_matches_the_graded_samples(tiny_run, tmp_path):
         assert float(row["avg_at_k"]) == pytest.approx(scores.mean(), abs=1e-6)
         assert float(row["se"]) == pytest.approx(scores.std(ddof=1) / math.sqrt(60), abs=1e-6)
         assert float(row["pass_at_k"]) == pytest.approx(np.mean([any(v) for v in by_problem.values()]), abs=1e-6)
+        assert float(row["avg_at_k"]) == pytest.approx(want_avg, abs=1e-6)
+        assert float(row["pass_at_k"]) == pytest.approx(want_pass, abs=1e-6)
         assert float(row["ci_low"]) <= float(row["avg_at_k"]) <= float(row["ci_high"])
         assert int(row["n_problems"]) == 60 and int(row["k"]) == 4 and int(row["n_samples"]) == 240
         assert int(row["n_no_answer"]) == sum(s["status"] == "no_answer" for s in samples)
@@ -148,7 +167,9 @@ def test_benchmarks_csv_matches_the_graded_samples(tiny_run, tmp_path):
     # the evaluation of a best checkpoint the run has since replaced is left out of benchmarks.csv
     stale = run / "eval" / "u000002"
     shutil.copytree(run / "eval" / ckpts[-1].name, stale)
-    (stale / "benchmarks.csv").write_text((stale / "benchmarks.csv").read_text().replace("\n12,", "\n2,"))
+    text = (stale / "benchmarks.csv").read_text()
+    assert "\n12," in text  # the copied rows are the final checkpoint's (update 12)
+    (stale / "benchmarks.csv").write_text(text.replace("\n12,", "\n2,"))
     assert main(["eval-run", "--run", str(run), "--collect"]) == 0
     assert _rows(run / "benchmarks.csv") == rows
     shutil.rmtree(stale)
@@ -164,31 +185,16 @@ def test_killed_eval_job_grades_only_the_missing_samples(tiny_run, tmp_path):
     ckpts = find_checkpoints(fresh)
     memo = tmp_path / "verdicts"
     cmd = [sys.executable, "-m", "m2po.cli", *_stage_cmd(fresh, data, "--memo", str(memo), "--batch-problems", "4")]
-    proc = subprocess.Popen(
-        [sys.executable, str(SLOWED_CLI), "0.3", *cmd[3:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
     last = fresh / "eval" / ckpts[-1].name / "cache" / "tiny_arith"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:  # kill inside the last checkpoint's evaluation
-            shards = list(last.glob("grade-*.jsonl"))
-            if shards and len(read_jsonl(shards[0])) >= 40:
-                break
-            assert proc.poll() is None, "the job finished before it could be killed"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    kill_mid_grading(cmd[3:], last, n=40, pause=0.3, timeout=180)  # inside the last checkpoint's evaluation
     assert not (fresh / "benchmarks.csv").exists()
     (shard,) = last.glob("grade-*.jsonl")
     before = read_jsonl(shard)
     total = 60 * 4
     assert 40 <= len(before) < total
     finished = fresh / "eval" / ckpts[0].name / "run.json"
-    finished_at = finished.stat().st_mtime_ns if len(ckpts) > 1 else None
+    assert len(ckpts) == 2  # the fixture's run keeps its best (u4) and its final checkpoint
+    finished_at = finished.stat().st_mtime_ns
 
     assert main(cmd[3:]) == 0  # the same job again
     counts = json.loads((fresh / "eval" / ckpts[-1].name / "stage.json").read_text())["counts"]["tiny_arith"]
@@ -196,6 +202,5 @@ def test_killed_eval_job_grades_only_the_missing_samples(tiny_run, tmp_path):
     assert counts["graded"] == total - len(before)  # only the missing samples were graded
     keys = [(g["problem_id"], g["sample_idx"]) for g in read_jsonl(shard)]
     assert len(keys) == len(set(keys)) == total  # every sample graded exactly once over both jobs
-    if finished_at is not None:  # the checkpoint finished before the kill was not evaluated again
-        assert finished.stat().st_mtime_ns == finished_at
+    assert finished.stat().st_mtime_ns == finished_at  # finished before the kill: not evaluated again
     assert [int(r["update"]) for r in _rows(fresh / "benchmarks.csv")] == [c.update for c in ckpts]

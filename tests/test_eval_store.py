@@ -7,8 +7,9 @@ import json
 import pytest
 
 from m2po.eval.problems import load_problems, make_row, normalize_ground_truth, rows_from_raw, write_parquet
-from m2po.eval.store import JsonlShard, read_jsonl, repair_tail, write_jsonl_atomic
+from m2po.eval.store import JsonlShard, read_jsonl, write_jsonl_atomic
 from m2po.eval.suites import SUITES_YAML, _build, load_suites
+from m2po.fileio import repair_tail
 
 
 def test_truncated_last_line_is_ignored_and_repaired(tmp_path):

@@ -130,8 +130,13 @@ def test_power_frame_intervals_and_ruled_out_effects(tmp_path) -> None:
     verdicts = judge_claims(tables, 16)
     frame = power_frame(verdicts, tables, 16).set_index("part")
     assert set(frame.index) == {v.part for v in verdicts if v.part != "all"}
-    for part in ("1a prosperity", "1b collapse", "2a accuracy degrades", "3a matches on-policy", "3b beats stale GRPO"):
+    # by hand from the scenario: peaks GRPO s=0 0.8, s=16 0.68, no-TR 0.8 (final 0.2), M2PO s=16 0.8; two seeds at
+    # +-0.01 give each cell a seed s.e. of 0.01 (> the evaluation s.e. 0.01 / sqrt 2), a difference sqrt(2) * 0.01
+    hand = {"1a prosperity": 0.0, "1b collapse": 0.6, "2a accuracy degrades": 0.12, "3a matches on-policy": 0.0,
+            "3b beats stale GRPO": 0.12}  # fmt: skip
+    for part, value in hand.items():
         row = frame.loc[part]
+        assert row["value"] == pytest.approx(value) and row["se"] == pytest.approx(0.01 * math.sqrt(2))
         assert row["mde"] == pytest.approx(2 * row["se"])
         assert (row["lo"], row["hi"]) == pytest.approx((row["value"] - 2 * row["se"], row["value"] + 2 * row["se"]))
     # claim 4: M2PO clip 0.003 vs GRPO 0.05; each cell's s.e. is the steady s.e. of one run / sqrt(2 seeds)
@@ -145,3 +150,17 @@ def test_power_frame_intervals_and_ruled_out_effects(tmp_path) -> None:
     assert row["se"] == pytest.approx(a / b * math.hypot(se_a / a, se_b / b))
     inconclusive = frame[frame["verdict"] == "inconclusive at this scale"]
     assert all(text.startswith("the data rule out") for text in inconclusive["ruled_out"])
+
+
+def test_power_frame_says_what_an_inconclusive_part_rules_out(tmp_path) -> None:
+    cells = scenario("paper", models=("0.1M",), stale=16)
+    # M2PO s=16 peaks 0.01 above GRPO s=16 (0.68) with seeds +-0.05 apart: 3b can neither hold nor fail
+    cells[("0.1M", "m2po", 16, None)] = SynthCell([0.5, 0.55, 0.62, 0.69], clip=0.003, noise=0.05)
+    write_synthetic_runs(tmp_path / "runs", cells, n_updates=24)
+    tables = load_runs(tmp_path / "runs", warn=False)
+    row = power_frame(judge_claims(tables, 16), tables, 16).set_index("part").loc["3b beats stale GRPO"]
+    se = math.hypot(0.05, 0.01)  # the seed s.e. of each cell (> the evaluation s.e. 0.01 / sqrt 2)
+    assert row["verdict"] == "inconclusive at this scale"
+    assert (row["value"], row["se"]) == pytest.approx((0.01, se))
+    assert (row["lo"], row["hi"]) == pytest.approx((0.01 - 2 * se, 0.01 + 2 * se))
+    assert row["ruled_out"].startswith("the data rule out")

@@ -292,6 +292,14 @@ class Stat:
         return f"{self.mean * scale:.{digits}f}{se} (n={self.n})"
 
 
+def ratio_se(a: Stat, b: Stat) -> float:
+    """Delta-method s.e. of ``a.mean / b.mean`` (nan unless both cells have a finite s.e. and b.mean > 0)."""
+    if not (a.ok and b.ok and b.mean > 0 and math.isfinite(a.se) and math.isfinite(b.se)):
+        return math.nan
+    r = a.mean / b.mean
+    return abs(r) * math.hypot(a.se / a.mean if a.mean else 0.0, b.se / b.mean)
+
+
 def cell_stat(per_run: pd.DataFrame, value: str, eval_se: str | None = None) -> Stat:
     """Mean over the seeds (rows) of ``per_run[value]``; s.e. = max(seed s.e., mean eval s.e. / √n)."""
     v = per_run[value].astype(float).dropna() if len(per_run) else pd.Series(dtype=float)

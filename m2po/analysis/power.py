@@ -18,6 +18,7 @@ import re
 
 import pandas as pd
 
+from .aggregate import ratio_se
 from .cells import Cells
 from .claims import INCONCLUSIVE, Rules, Verdict
 from .runs import RunTables
@@ -31,10 +32,9 @@ def _ratio_interval(cells: Cells, model: str, stale: int, part: str, z: float) -
     (ma, sa), (mb, sb) = _RATIOS[part]
     a = cells.clipped(model, ma, stale if sa == "s" else 0)
     b = cells.clipped(model, mb, stale if sb == "s" else 0)
-    if not (a.ok and b.ok and math.isfinite(a.se) and math.isfinite(b.se) and b.mean > 0):
+    se = ratio_se(a, b)
+    if not math.isfinite(se):
         return math.nan, math.nan, math.nan
-    r = a.mean / b.mean
-    se = abs(r) * math.hypot(a.se / a.mean if a.mean else 0.0, b.se / b.mean)
     lo = max(a.mean - z * a.se, 0.0) / (b.mean + z * b.se)
     hi = (a.mean + z * a.se) / (b.mean - z * b.se) if b.mean - z * b.se > 0 else math.inf
     return se, lo, hi

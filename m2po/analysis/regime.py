@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .aggregate import accuracy, order_models, select
+from .aggregate import accuracy, order_models, ratio_se, select
 from .cells import Cells
 from .runs import RunTables
 
@@ -95,7 +95,7 @@ def regime_table(
         ratio = ks.mean / k0.mean if k0.ok and ks.ok and k0.mean > 0 else math.nan
         lo, hi = STALE_CLIP_RATIO
         rows.append(
-            [m, f"GRPO clipped fraction, s = {stale} / s = 0", ratio, _ratio_se(ks, k0), min(ks.n, k0.n),
+            [m, f"GRPO clipped fraction, s = {stale} / s = 0", ratio, ratio_se(ks, k0), min(ks.n, k0.n),
              f"{lo:g}x to {hi:g}x", _met(lo <= ratio <= hi, ratio), f"s = {stale}: {ks.fmt(4)}; s = 0: {k0.fmt(4)}"]
         )  # fmt: skip
         c = convergence(tables, m, seeds)
@@ -112,11 +112,3 @@ def _met(ok: bool, value: float) -> str:
     if not math.isfinite(value):
         return "n/a"
     return "met" if ok else "not met"
-
-
-def _ratio_se(a, b) -> float:
-    """Delta-method s.e. of a.mean / b.mean."""
-    if not (a.ok and b.ok and b.mean > 0 and math.isfinite(a.se) and math.isfinite(b.se)):
-        return math.nan
-    r = a.mean / b.mean
-    return abs(r) * math.hypot(a.se / a.mean if a.mean else 0.0, b.se / b.mean)

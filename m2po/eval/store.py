@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import os_error_with_path
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, repair_tail
 
 
 def iter_jsonl(path: str | os.PathLike[str], strict: bool = False) -> Iterator[dict[str, Any]]:
@@ -109,33 +109,6 @@ class JsonlShard:
                 f.close()
             except OSError as e:  # the flush of what a full disk refused
                 raise os_error_with_path(e, self.path) from None
-
-
-def repair_tail(path: Path) -> int:
-    """Cut a file back to its last newline; return the number of bytes removed."""
-    if not path.exists():
-        return 0
-    size = path.stat().st_size
-    if size == 0:
-        return 0
-    with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return 0
-        block = 1 << 16
-        pos = size
-        while pos > 0:
-            start = max(0, pos - block)
-            f.seek(start)
-            chunk = f.read(pos - start)
-            nl = chunk.rfind(b"\n")
-            if nl >= 0:
-                keep = start + nl + 1
-                f.truncate(keep)
-                return size - keep
-            pos = start
-        f.truncate(0)
-        return size
 
 
 def write_jsonl_atomic(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:

@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import re
 import sys
@@ -66,7 +65,7 @@ from m2po.engine.bookkeeping import TOKEN_COLUMNS, UPDATE_COLUMNS
 from m2po.engine.rundir import atomic_write_bytes, format_value
 
 from .launch_common import METRICS_FILE, metrics_files, rotate_metrics
-from .update_log import UPDATES_LOG, MetricsFormatError, read_update_log
+from .update_log import UPDATES_LOG, MetricsFormatError, json_lines, read_update_log
 
 __all__ = [
     "EVAL_COLUMNS",
@@ -104,13 +103,7 @@ def read_metrics(path: str | Path) -> dict[int, dict[str, Any]]:
         )
     steps: dict[int, dict[str, Any]] = {}
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MetricsFormatError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from e
+        for lineno, line, obj in json_lines(path, f):
             step = obj.get("step") if isinstance(obj, dict) else None
             data = obj.get("data") if isinstance(obj, dict) else None
             if isinstance(step, bool) or not isinstance(step, int | float) or not isinstance(data, dict):

@@ -29,10 +29,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from m2po.fileio import repair_tail
 from m2po.losses import METRIC_NAMES
 
 from .launch_common import METRICS_ENV
@@ -150,37 +151,29 @@ class UpdateLog:
         finally:
             os.close(fd)
 
-    def _cut_torn_tail(self) -> None:
-        """Drop an unterminated last line (a write cut by a kill) so the next line starts on its own."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with self.path.open("rb+") as f:
-            size = f.seek(0, os.SEEK_END)
-            block = 1 << 16
-            end = size
-            while end > 0:
-                start = max(0, end - block)
-                f.seek(start)
-                chunk = f.read(end - start)
-                if end == size and chunk.endswith(b"\n"):
-                    return
-                newline = chunk.rfind(b"\n")
-                if newline >= 0:
-                    f.truncate(start + newline + 1)
-                    return
-                end = start
-            f.truncate(0)
-
     def start_session(self, updates_done: int, global_step: int) -> None:
         """Mark the start of a session that continues from ``updates_done`` updates (0: a fresh run)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._cut_torn_tail()
+        repair_tail(self.path)  # an unterminated last line (a write cut by a kill): the next starts on its own
         self._append([{"session": {"updates_done": int(updates_done), "global_step": int(global_step)}}])
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         """Append one step's records in one write (then fsync)."""
         if records:
             self._append(records)
+
+
+def json_lines(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, str, Any]]:
+    """``(line number, line, parsed value)`` of every non-blank line of the JSONL file ``path``; a line that
+    is not JSON raises :class:`MetricsFormatError` naming the file and line."""
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise MetricsFormatError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from e
+        yield lineno, line, obj
 
 
 def read_update_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -192,13 +185,7 @@ def read_update_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     # the text after the last newline is "" or an unterminated line (a write cut short, never acknowledged)
     lines = path.read_text(encoding="utf-8").split("\n")[:-1]
     records: dict[int, dict[str, Any]] = {}
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise MetricsFormatError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from e
+    for lineno, line, obj in json_lines(path, lines):
         session = obj.get("session") if isinstance(obj, dict) else None
         if isinstance(session, dict) and isinstance(session.get("updates_done"), int):
             start = session["updates_done"]
