@@ -4,7 +4,7 @@
         [--models 0.1M 1M] [--stale 32] [--seeds 0 1 2] [--smooth 5]
 
 IDs are entries of :mod:`m2po.analysis.figure_list` (``fig1`` ... ``table1``), each drawn by ``main(argv)`` of
-``figures/<id>.py``. The Snakefile's figure jobs draw one each; ``m2po report`` draws them all in one call.
+``figures/<id>.py``. The Snakefile's figures job and ``m2po report`` draw them all in one call.
 After each figure one line ``draw: <id> exit <code>`` says how it went (``EXIT_CODES`` of the figure list; a
 figure that raises is reported with its traceback and code 4, and the next one is drawn); drawing stops at the
 first output that cannot be written (code 3). The program exits with the largest code.

@@ -125,16 +125,21 @@ def _planted_generate(self, requests, params):
     return out
 
 
+def _planted_accuracy(data: Path) -> tuple[float, float]:
+    """The hand oracle of ``_planted_generate``, from the problems alone: problem a?b= scores min(a % 5, 4) / 4
+    (avg@4) and passes iff a % 5 > 0."""
+    firsts = [int(re.match(r"\d+", q).group()) for q in pd.read_parquet(data / "tiny_arith" / "test.parquet")[
+        "extra_info"].map(lambda e: e["question"])]  # fmt: skip
+    want_avg, want_pass = np.mean([min(a % 5, 4) / 4 for a in firsts]), np.mean([a % 5 > 0 for a in firsts])
+    assert 0 < want_avg < 1
+    return float(want_avg), float(want_pass)
+
+
 def test_benchmarks_csv_matches_the_graded_samples(tiny_run, tmp_path, monkeypatch):
     run, data = tiny_run
     monkeypatch.setattr(tiny_backend.TinyBackend, "generate", _planted_generate)
     assert main(_stage_cmd(run, data, "--memo", str(tmp_path / "verdicts"))) == 0
-    # the hand oracle, from the problems alone: problem a?b= scores min(a % 5, 4) / 4, passes iff a % 5 > 0
-    firsts = [int(re.match(r"\d+", q).group()) for q in pd.read_parquet(data / "tiny_arith" / "test.parquet")[
-        "extra_info"].map(lambda e: e["question"])]  # fmt: skip
-    want_avg = np.mean([min(a % 5, 4) / 4 for a in firsts])
-    want_pass = np.mean([a % 5 > 0 for a in firsts])
-    assert 0 < want_avg < 1
+    want_avg, want_pass = _planted_accuracy(data)
     rows = _rows(run / "benchmarks.csv")
     ckpts = find_checkpoints(run)
     assert list(rows[0]) == BENCHMARK_COLUMNS
@@ -175,13 +180,40 @@ def test_benchmarks_csv_matches_the_graded_samples(tiny_run, tmp_path, monkeypat
     shutil.rmtree(stale)
 
 
+def _linked_copy(run: Path, dest: Path) -> Path:
+    """A copy of a run without its evaluations (its files linked)."""
+    dest.mkdir(parents=True)
+    for name in ("config.yaml", "evals.csv", "updates.csv", "final_model.pt", "checkpoints"):
+        os.symlink(run / name, dest / name)
+    return dest
+
+
+def test_several_runs_in_one_process_each_get_their_own_benchmarks(tiny_run, tmp_path, monkeypatch):
+    """The tiny pipeline's job per training shard: ``--run A B`` evaluates both runs (each into its own
+    folder, each its own benchmarks.csv with the hand-known accuracy); ``--step`` names one run's checkpoints."""
+    run, data = tiny_run
+    monkeypatch.setattr(tiny_backend.TinyBackend, "generate", _planted_generate)
+    first, second = _linked_copy(run, tmp_path / "a" / RUN_ID), _linked_copy(run, tmp_path / "b" / RUN_ID)
+    cmd = _stage_cmd(first, data, "--memo", str(tmp_path / "verdicts"))
+    cmd[2:3] = [str(first), str(second)]  # --run A B
+    assert main(cmd) == 0
+    want_avg, _ = _planted_accuracy(data)
+    for r in (first, second):
+        rows = _rows(r / "benchmarks.csv")
+        assert [int(x["update"]) for x in rows] == [c.update for c in find_checkpoints(run)]
+        assert all(float(x["avg_at_k"]) == pytest.approx(want_avg, abs=1e-6) for x in rows)
+        assert {x["checkpoint"] for x in rows} == {str(c.path.relative_to(run)) for c in find_checkpoints(run)}
+        assert sorted(p.name for p in (r / "eval").iterdir() if p.name != "verdicts") == [
+            c.name for c in find_checkpoints(run)
+        ]
+    assert main(["eval-run", "--run", str(first), str(second), "--step", "50", "--backend", "tiny"]) == 2
+    assert main(["eval-run", "--run", str(first), str(tmp_path / "missing"), "--collect"]) == 2
+
+
 @pytest.mark.slow
 def test_killed_eval_job_grades_only_the_missing_samples(tiny_run, tmp_path):
     run, data = tiny_run
-    fresh = tmp_path / RUN_ID  # a copy of the run without its evaluations
-    fresh.mkdir()
-    for name in ("config.yaml", "evals.csv", "updates.csv", "final_model.pt", "checkpoints"):
-        os.symlink(run / name, fresh / name)
+    fresh = _linked_copy(run, tmp_path / RUN_ID)
     ckpts = find_checkpoints(fresh)
     memo = tmp_path / "verdicts"
     cmd = [sys.executable, "-m", "m2po.cli", *_stage_cmd(fresh, data, "--memo", str(memo), "--batch-problems", "4")]

@@ -16,7 +16,7 @@ import yaml
 
 from m2po.analysis.figure_list import FIGURES as FIGURE_LIST
 from m2po.analysis.figure_list import PLOTS
-from m2po.pipeline import RunSpec, expand_grid, parse_run_id
+from m2po.pipeline import RunSpec, expand_grid, parse_run_id, plan_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = [f.id for f in PLOTS]
@@ -82,8 +82,7 @@ def test_paper_profile_dry_run_lists_the_full_grid(paper_dry_run):
         assert f"Llama-3.2-3B-Instruct-{method}-s256-seed0" in ids
     for tau in ("0", "0.02", "0.08", "0.12", "0.16"):  # Fig. 8 tau sweep
         assert f"Qwen2.5-Math-7B-m2po-s256-seed0-tau{tau}" in ids and f"Qwen3-1.7B-Base-m2po-s256-seed0-tau{tau}" in ids
-    assert counts.get("report") == 1 and counts.get("data") == 1
-    assert all(counts.get(f"figure_{f.id}") == 1 for f in FIGURE_LIST)
+    assert counts.get("report") == 1 and counts.get("data") == 1 and counts.get("figures") == 1
 
     # the evaluation stage: one GPU job per saved checkpoint (every 50 steps of 1000 + s/4, and the last)
     # of every run, and one job per run gathering them into benchmarks.csv
@@ -113,6 +112,30 @@ def test_paper_eval_jobs_get_gpus_and_every_checkpoint_of_a_run(paper_dry_run):
     slurm = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
     assert slurm["set-resources"]["eval"]["cpus_per_task"] >= 1  # the eval rule's own gpus are kept
     assert "gpus" not in slurm["set-resources"]["eval"]
+
+
+def test_tiny_profile_evaluates_each_training_shard_in_one_job_and_draws_every_figure_in_one(tmp_path):
+    """The tiny study's dry run: one eval job per training shard, whose --run list is exactly the shard's runs
+    and whose outputs are their benchmarks.csv; one figures job whose outputs are every file of the figure list."""
+    res = _snakemake("-n", "-p", "--profile", "workflow/profiles/tiny", "--config", f"results={tmp_path}/r")
+    assert res.returncode == 0, res.stderr + res.stdout
+    config = yaml.safe_load((ROOT / "workflow/config/tiny.yaml").read_text())
+    shards = plan_shards(config, expand_grid(config))
+    counts = _job_counts(res.stdout)
+    assert counts.get("figures") == 1 and not any(name.startswith("figure_") for name in counts)
+    seen = []
+    for shard in shards:
+        (block,) = _jobs(res.stdout, f"eval_{shard.name}")
+        runs = re.search(r"eval-run --run (.*?) --backend tiny", block)[1].split()
+        assert runs == [f"{tmp_path}/r/runs/{r.run_id}" for r in shard.runs]
+        outputs = re.search(r"output: (.*)\n", block)[1].split(", ")
+        assert sorted(outputs) == sorted(f"{run}/benchmarks.csv" for run in runs)
+        seen += runs
+    assert len(seen) == len(set(seen)) == len(expand_grid(config))  # every run evaluated, once
+    (block,) = _jobs(res.stdout, "figures")
+    outputs = re.search(r"output: (.*)\n", block)[1].split(", ")
+    expected = [out for fig in FIGURE_LIST for out in fig.outputs(f"{tmp_path}/r/figures")]
+    assert sorted(outputs) == sorted(expected)
 
 
 def test_data_rule_declares_its_real_input_and_the_manifests_it_writes(paper_dry_run):
@@ -154,18 +177,12 @@ def test_rules_name_their_environment_and_only_heavy_jobs_may_go_to_a_cluster(pr
     heavy = (
         {"train", "eval"}
         if profile == "paper"
-        else {n for n in rules if n.startswith("train_")}
-        | {
-            "warm_start",
-            "eval",
-        }
+        else {n for n in rules if n.startswith("train_")} | {n for n in rules if n.startswith("eval_")} | {"warm_start"}
     )
     assert {n for n, r in rules.items() if not r["local"]} == heavy
     gpu = {n for n, env in envs.items() if env.name == "m2po-gpu.yaml"}
     assert gpu == (heavy if profile == "paper" else set())
-    assert {f"figure_{f.id}" for f in FIGURE_LIST} | {"data", "report", "all"} <= {
-        n for n, r in rules.items() if r["local"]
-    }
+    assert {"figures", "data", "report", "all"} <= {n for n, r in rules.items() if r["local"]}
 
 
 def test_the_cpu_environment_installs_this_repository_with_the_cpu_torch():

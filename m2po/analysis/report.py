@@ -6,7 +6,7 @@ of contents, the claims judged on this study's numbers with the deciding numbers
 the data, the run inventory. ``report.html`` embeds the figures, so it survives being moved or mailed.
 
 The figures of :mod:`m2po.analysis.figure_list` are (re)drawn, all in one process, by ``figures/draw.py``,
-the program the Snakefile's figure jobs run, unless ``figures`` is False; a figure that cannot be drawn is
+the program the Snakefile's figures job runs, unless ``figures`` is False; a figure that cannot be drawn is
 reported as missing, never fatal.
 """
 
@@ -56,7 +56,7 @@ def resolve_results(results: str | Path, profile: str) -> Path:
 
 def draw_figures(names: list[str], argv: list[str], figures_src: str | Path | None = None) -> dict[str, int]:
     """Draw the figures ``names`` with ``argv`` by ``python figures/draw.py names... argv``, the one program the
-    Snakefile's figure jobs run too, all in one process; the exit code of each figure drawn
+    Snakefile's figures job runs too, all in one process; the exit code of each figure drawn
     (:data:`~m2po.analysis.figure_list.EXIT_CODES`; missing: not reached, after an output could not be written)."""
     draw = Path(figures_src or SCRIPTS_DIR) / "draw.py"
     res = subprocess.run([sys.executable, str(draw), *names, *argv], capture_output=True, text=True)

@@ -1,6 +1,7 @@
-"""``m2po eval-run``: the pipeline's evaluation stage for one training run -> ``<run>/benchmarks.csv``.
+"""``m2po eval-run``: the pipeline's evaluation stage for training runs -> ``<run>/benchmarks.csv`` of each.
 
     m2po eval-run --run results/tiny/runs/<id> --backend tiny --benchmarks tiny_arith --data results/tiny/data
+    m2po eval-run --run results/tiny/runs/<id1> results/tiny/runs/<id2> ...  # one process for several runs
     m2po eval-run --run results/paper/runs/<id> --step 50 --backend vllm --data results/paper/data [--top-p 0.7]
     m2po eval-run --run results/paper/runs/<id> --collect        # gather what the --step jobs evaluated
     m2po eval-run --run RUN --list                               # the run's checkpoints and their updates
@@ -8,6 +9,8 @@
 Every checkpoint the run saved (``--every N``: every N-th and the last; ``--step``: those verl global
 steps) is evaluated into ``<run>/eval/<checkpoint>/`` like ``m2po eval`` (the same protocol options,
 resumable caches), then ``benchmarks.csv`` is written from every finished checkpoint (docs/eval.md).
+Several ``--run`` directories are evaluated one after the other in one process (the tiny pipeline's job per
+training shard): the imports, the backend's libraries and the grading workers' forkserver are paid once.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from .eval_config import EvalConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, type=Path, help="the run directory (results/<profile>/runs/<run_id>)")
+    p.add_argument(
+        "--run",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="the run directory (results/<profile>/runs/<run_id>); several are evaluated in turn in one process",
+    )
     p.add_argument("--every", type=int, default=1, help="evaluate every N-th checkpoint (the last always)")
     p.add_argument("--step", type=int, nargs="+", help="verl: only these global steps (global_step_<N>)")
     p.add_argument("--collect", action="store_true", help="only write benchmarks.csv from what was evaluated")
@@ -45,22 +54,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    runs: list[Path] = args.run
+    for run_dir in runs:  # every run is checked before the first one is evaluated
+        if not run_dir.is_dir():
+            raise UserError("no such run directory", run_dir, "give results/<profile>/runs/<run_id>")
+    if args.step and len(runs) > 1:
+        raise UserError("--step names one run's checkpoints", "--run", "give a single --run with --step")
+    if not (args.list or args.collect):
+        if args.backend is None:
+            raise UserError("no backend given", "--backend", "tiny (tiny engine), vllm (GPU) or hf (CPU)")
+        check_ranges(args)
+    for run_dir in runs:
+        _evaluate_run(args, run_dir)
+    return 0
+
+
+def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
+    """``--list``, ``--collect`` or the evaluation of one run directory (see the module docstring)."""
     from .stage import collect, evaluate_checkpoint, every_nth, find_checkpoints, run_response_length
 
-    run_dir: Path = args.run
-    if not run_dir.is_dir():
-        raise UserError("no such run directory", run_dir, "give results/<profile>/runs/<run_id>")
     ckpts = find_checkpoints(run_dir)
     if args.list:
         for c in ckpts:
             print(f"{c.name}\tupdate {c.update}\t{c.kind}\t{c.path}")
-        return 0
+        return
     if args.collect:
         print(f"wrote {collect(run_dir)}")
-        return 0
-    if args.backend is None:
-        raise UserError("no backend given", "--backend", "tiny (tiny engine), vllm (GPU) or hf (CPU)")
-    check_ranges(args)
+        return
     if args.step:
         wanted = {f"global_step_{n}" for n in args.step}
         missing = sorted(wanted - {c.name for c in ckpts})
@@ -71,12 +91,14 @@ def run(args: argparse.Namespace) -> int:
         ckpts = every_nth(ckpts, args.every)
     if not ckpts:
         raise UserError("no checkpoint to evaluate", run_dir / "checkpoints", "train the run first")
-    args.memo_dir = args.memo_dir or run_dir / "eval" / "verdicts"
-    if args.backend == "tiny" and args.max_new_tokens is None:
-        args.max_new_tokens = run_response_length(run_dir)
+    memo_dir = args.memo_dir or run_dir / "eval" / "verdicts"
+    max_new_tokens = args.max_new_tokens
+    if args.backend == "tiny" and max_new_tokens is None:
+        max_new_tokens = run_response_length(run_dir)
+    settings = argparse.Namespace(**{**vars(args), "memo_dir": memo_dir, "max_new_tokens": max_new_tokens})
 
     def make_config(model: str, out: Path, update: int):
-        return eval_config(args, model, out, update)
+        return eval_config(settings, model, out, update)
 
     try:
         for c in ckpts:
@@ -89,4 +111,3 @@ def run(args: argparse.Namespace) -> int:
         raise retry_hint(e) from e
     if not args.step:
         print(f"wrote {collect(run_dir)}")
-    return 0

@@ -23,30 +23,35 @@ def eval_protocol():
 
 if config["engine"] == "tiny":
 
-    # One job per run, in-process on a CPU: the run's best checkpoint (the paper's selection rule applied to
-    # its in-training evaluations) and its final one, on the full held-out set with k samples per problem.
-    # Verdicts are memoized across runs in cache/verdicts (m2po.eval.memo).
-    rule eval:
-        input:
-            updates=f"{RES}/runs/{{run_id}}/updates.csv",
-            evals=f"{RES}/runs/{{run_id}}/evals.csv",
-            data=DATA_MANIFESTS,
-        output:
-            f"{RES}/runs/{{run_id}}/benchmarks.csv",
-        log:
-            f"{RES}/logs/eval/{{run_id}}.log",
-        benchmark:
-            f"{RES}/benchmarks/eval/{{run_id}}.tsv"
-        threads: 1
-        resources:
-            mem_mb=1000,
-        conda:
-            CPU_ENV
-        params:
-            protocol=eval_protocol(),
-        shell:
-            "m2po eval-run --run {RES}/runs/{wildcards.run_id} --backend tiny --data {RES}/data {params.protocol} "
-            "--memo {RES}/cache/verdicts --workers 1 --batch-problems 250 --no-progress > {log} 2>&1"
+    # One job per training shard (train.smk's SHARDS), in-process on a CPU: for each of the shard's runs, its
+    # best checkpoint (the paper's selection rule applied to its in-training evaluations) and its final one, on
+    # the full held-out set with k samples per problem. One process per shard pays the imports and the grading
+    # workers' start once; verdicts are memoized across runs in cache/verdicts (m2po.eval.memo).
+    for _shard in SHARDS:
+
+        rule:
+            name:
+                f"eval_{_shard.name}"
+            input:
+                [f"{RES}/runs/{r.run_id}/{f}" for r in _shard.runs for f in ("updates.csv", "evals.csv")],
+                data=DATA_MANIFESTS,
+            output:
+                [f"{RES}/runs/{r.run_id}/benchmarks.csv" for r in _shard.runs],
+            log:
+                f"{RES}/logs/eval/{_shard.name}.log",
+            benchmark:
+                f"{RES}/benchmarks/eval/{_shard.name}.tsv"
+            threads: 1
+            resources:
+                mem_mb=1000,
+            conda:
+                CPU_ENV
+            params:
+                runs=" ".join(f"{RES}/runs/{r.run_id}" for r in _shard.runs),
+                protocol=eval_protocol(),
+            shell:
+                "m2po eval-run --run {params.runs} --backend tiny --data {RES}/data {params.protocol} "
+                "--memo {RES}/cache/verdicts --workers 1 --batch-problems 250 --no-progress > {log} 2>&1"
 
 else:
 
