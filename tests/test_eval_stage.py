@@ -210,6 +210,21 @@ def test_several_runs_in_one_process_each_get_their_own_benchmarks(tiny_run, tmp
     assert main(["eval-run", "--run", str(first), str(tmp_path / "missing"), "--collect"]) == 2
 
 
+def test_benchmarks_csv_interval_is_the_evaluations_own_under_another_seed(tiny_run, tmp_path, monkeypatch):
+    """``--seed 3``: the bootstrap interval in benchmarks.csv is the one summary.csv of the same evaluation
+    reports (both resample with the evaluation's seed), and it contains the hand-known accuracy."""
+    run, data = tiny_run
+    monkeypatch.setattr(tiny_backend.TinyBackend, "generate", _planted_generate)
+    fresh = _linked_copy(run, tmp_path / RUN_ID)
+    assert main(_stage_cmd(fresh, data, "--memo", str(tmp_path / "verdicts"), "--seed", "3")) == 0
+    want_avg, _ = _planted_accuracy(data)
+    for row in _rows(fresh / "benchmarks.csv"):
+        name = f"u{int(row['update']):06d}"
+        (summary,) = [r for r in _rows(fresh / "eval" / name / "summary.csv") if r["benchmark"] == "tiny_arith"]
+        assert (row["ci_low"], row["ci_high"]) == (summary["ci_low"], summary["ci_high"])
+        assert float(row["ci_low"]) < want_avg < float(row["ci_high"])
+
+
 @pytest.mark.slow
 def test_killed_eval_job_grades_only_the_missing_samples(tiny_run, tmp_path):
     run, data = tiny_run

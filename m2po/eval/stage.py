@@ -226,7 +226,8 @@ def checkpoint_rows(out: Path, ckpt: Checkpoint, run: Path) -> list[dict[str, An
     spec = load_suites(info["config"].get("suites_path"))
     records = load_sample_records(out)
     records = {b: records[b] for b in info["k"] if b in records}
-    rows, curves = summaries_from_records(records, info["k"], spec, ckpt.update, info["config"]["n_boot"], 0)
+    seed = info["sampling"]["seed"]  # the bootstrap of the evaluation's own summary.csv: the same interval
+    rows, curves = summaries_from_records(records, info["k"], spec, ckpt.update, info["config"]["n_boot"], seed)
     sampling, grading = info["sampling"], info["grading"]
     out_rows = []
     for row in rows:
