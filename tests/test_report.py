@@ -9,6 +9,7 @@ import math
 import pandas as pd
 import pytest
 
+from m2po.analysis.cells import Cells
 from m2po.analysis.claims import FAILS, HOLDS, INCONCLUSIVE, Rules, claims_frame, combine, judge_claims
 from m2po.analysis.figure_list import PLOTS
 from m2po.analysis.html import simple_markdown
@@ -71,7 +72,7 @@ def test_claims_hold_on_paper_like_data(report) -> None:
 
 def test_claims_fail_on_contrary_data(tmp_path) -> None:
     write_synthetic_runs(tmp_path / "runs", scenario("contrary", stale=STALE))
-    verdicts = judge_claims(load_runs(tmp_path / "runs", warn=False), STALE)
+    verdicts = judge_claims(Cells(load_runs(tmp_path / "runs", warn=False)), STALE)
     assert _overall(verdicts) == {1: FAILS, 2: FAILS, 3: FAILS, 4: FAILS}
     by_part = {(v.part, v.model): v.verdict for v in verdicts}
     assert by_part[("1a prosperity", "1M")] == HOLDS  # no-TR is as good as on-policy ...
@@ -87,7 +88,7 @@ def test_claims_inconclusive_when_noisy_or_missing(tmp_path) -> None:
         ("1M", "m2po", STALE, None): SynthCell([0.5, 0.6, 0.7, 0.75], clip=0.0015, **noisy),
     }
     write_synthetic_runs(tmp_path / "runs", cells)
-    verdicts = judge_claims(load_runs(tmp_path / "runs", warn=False), STALE)
+    verdicts = judge_claims(Cells(load_runs(tmp_path / "runs", warn=False)), STALE)
     by_part = {v.part: v for v in verdicts if v.model == "1M"}
     assert by_part["3a matches on-policy"].verdict == INCONCLUSIVE  # −0.05 ± 0.07
     assert by_part["3b beats stale GRPO"].verdict == INCONCLUSIVE  # +0.03 ± 0.07
@@ -96,7 +97,7 @@ def test_claims_inconclusive_when_noisy_or_missing(tmp_path) -> None:
     assert by_part["4 clip order of magnitude"].verdict == HOLDS  # 0.0015 vs 0.02: decided by the clip data
     assert _overall(verdicts)[3] == INCONCLUSIVE
     # a looser z decides what z = 2 could not
-    loose = judge_claims(load_runs(tmp_path / "runs", warn=False), STALE, rules=Rules(z=0.1))
+    loose = judge_claims(Cells(load_runs(tmp_path / "runs", warn=False)), STALE, rules=Rules(z=0.1))
     assert {v.part: v.verdict for v in loose if v.model == "1M"}["3b beats stale GRPO"] == HOLDS
     frame = claims_frame(verdicts)
     assert list(frame.columns[:4]) == ["claim", "part", "model", "verdict"] and frame["statement"].str.len().min() > 20

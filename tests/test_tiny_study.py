@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from m2po.analysis.cells import Cells
 from m2po.analysis.claims import judge_claims
 from m2po.analysis.power import power_frame
 from m2po.analysis.regime import regime_table
@@ -104,7 +105,7 @@ def _regime_results(tmp_path: Path, converged: bool) -> Path:
 
 def test_regime_table_against_hand_computed_targets(tmp_path) -> None:
     root = _regime_results(tmp_path, converged=True)
-    table = regime_table(load_runs(root / "runs", warn=False), root, stale=8).set_index("target")
+    table = regime_table(Cells(load_runs(root / "runs", warn=False)), root, stale=8).set_index("target")
     assert table.loc["warm start: share of tokens < 0.1 nats", "measured"] == 0.81
     assert table.loc["warm start: share of tokens < 0.1 nats", "met"] == "met"
     assert table.loc["warm start: share of tokens > 0.5 nats", "measured"] == 0.12
@@ -119,16 +120,16 @@ def test_regime_table_against_hand_computed_targets(tmp_path) -> None:
 
 def test_regime_table_flags_a_run_that_did_not_converge(tmp_path) -> None:
     root = _regime_results(tmp_path, converged=False)
-    table = regime_table(load_runs(root / "runs", warn=False), root, stale=8).set_index("target")
+    table = regime_table(Cells(load_runs(root / "runs", warn=False)), root, stale=8).set_index("target")
     conv = table.loc["GRPO s = 0 converges: last-quarter mean − peak"]
     assert conv["measured"] == pytest.approx(0.6 - 0.8) and conv["met"] == "not met"
 
 
 def test_power_frame_intervals_and_ruled_out_effects(tmp_path) -> None:
     write_synthetic_runs(tmp_path / "runs", scenario("paper", models=("0.1M",), stale=16), n_updates=24)
-    tables = load_runs(tmp_path / "runs", warn=False)
-    verdicts = judge_claims(tables, 16)
-    frame = power_frame(verdicts, tables, 16).set_index("part")
+    cells = Cells(load_runs(tmp_path / "runs", warn=False))
+    verdicts = judge_claims(cells, 16)
+    frame = power_frame(verdicts, cells, 16).set_index("part")
     assert set(frame.index) == {v.part for v in verdicts if v.part != "all"}
     # by hand from the scenario: peaks GRPO s=0 0.8, s=16 0.68, no-TR 0.8 (final 0.2), M2PO s=16 0.8; two seeds at
     # +-0.01 give each cell a seed s.e. of 0.01 (> the evaluation s.e. 0.01 / sqrt 2), a difference sqrt(2) * 0.01
@@ -157,8 +158,8 @@ def test_power_frame_says_what_an_inconclusive_part_rules_out(tmp_path) -> None:
     # M2PO s=16 peaks 0.01 above GRPO s=16 (0.68) with seeds +-0.05 apart: 3b can neither hold nor fail
     cells[("0.1M", "m2po", 16, None)] = SynthCell([0.5, 0.55, 0.62, 0.69], clip=0.003, noise=0.05)
     write_synthetic_runs(tmp_path / "runs", cells, n_updates=24)
-    tables = load_runs(tmp_path / "runs", warn=False)
-    row = power_frame(judge_claims(tables, 16), tables, 16).set_index("part").loc["3b beats stale GRPO"]
+    study = Cells(load_runs(tmp_path / "runs", warn=False))
+    row = power_frame(judge_claims(study, 16), study, 16).set_index("part").loc["3b beats stale GRPO"]
     se = math.hypot(0.05, 0.01)  # the seed s.e. of each cell (> the evaluation s.e. 0.01 / sqrt 2)
     assert row["verdict"] == "inconclusive at this scale"
     assert (row["value"], row["se"]) == pytest.approx((0.01, se))

@@ -27,7 +27,6 @@ import pandas as pd
 
 from .aggregate import Stat, order_models
 from .cells import Cells
-from .runs import RunTables
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this scale"
 
@@ -246,17 +245,12 @@ def _claim4(c: Cells, m: str, s: int, r: Rules) -> list[Verdict]:
     ]
 
 
-def judge_claims(
-    tables: RunTables,
-    stale: int,
-    models: list[str] | None = None,
-    seeds: list[int] | None = None,
-    rules: Rules | None = None,
-) -> list[Verdict]:
-    """Every part of every claim per model, then one ``all`` row per claim and model and one per claim overall."""
+def judge_claims(c: Cells, stale: int, models: list[str] | None = None, rules: Rules | None = None) -> list[Verdict]:
+    """Every part of every claim per model, then one ``all`` row per claim and model and one per claim overall.
+    ``c``: the study's cells (its seeds already chosen)."""
     r = rules or Rules()
-    c = Cells(tables, seeds)
-    models = models or order_models(tables.updates["model"].unique() if len(tables.updates) else [])
+    updates = c.tables.updates
+    models = models or order_models(updates["model"].unique() if len(updates) else [])
     out: list[Verdict] = []
     for claim, fn in ((1, _claim1), (2, _claim2), (3, _claim3), (4, _claim4)):
         per_model = []

@@ -21,7 +21,6 @@ import pandas as pd
 from .aggregate import ratio_se
 from .cells import Cells
 from .claims import INCONCLUSIVE, Rules, Verdict
-from .runs import RunTables
 
 COLUMNS = ["claim", "part", "model", "verdict", "statistic", "value", "se", "mde", "lo", "hi", "ruled_out"]
 #: ratio parts: (method of the numerator, its staleness "s" or "0") / (method, staleness)
@@ -40,12 +39,10 @@ def _ratio_interval(cells: Cells, model: str, stale: int, part: str, z: float) -
     return se, lo, hi
 
 
-def power_frame(
-    verdicts: list[Verdict], tables: RunTables, stale: int, seeds: list[int] | None = None, rules: Rules | None = None
-) -> pd.DataFrame:
-    """One row per claim part with its MDE and the values the data rule out (module docstring)."""
+def power_frame(verdicts: list[Verdict], cells: Cells, stale: int, rules: Rules | None = None) -> pd.DataFrame:
+    """One row per claim part of ``verdicts`` (judged on ``cells``) with its MDE and the values the data rule out
+    (module docstring)."""
     r = rules or Rules()
-    cells = Cells(tables, seeds)
     rows = []
     for v in verdicts:
         if v.part == "all":

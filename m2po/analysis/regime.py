@@ -23,12 +23,10 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from .aggregate import accuracy, order_models, ratio_se, select
+from .aggregate import accuracy, cell_stat, order_models, ratio_se, select
 from .cells import Cells
-from .runs import RunTables
 
 LOW_SHARE_TARGET = 0.70
 ON_POLICY_CLIP_MAX = 0.005
@@ -44,36 +42,32 @@ def warm_start_stats(results: str | Path) -> dict[str, dict]:
     return out
 
 
-def convergence(tables: RunTables, model: str, seeds: list[int] | None = None) -> dict[str, float]:
-    """Target 4 on GRPO s = 0: ``last_quarter``, ``peak``, ``peak_se``, ``peak_update``, ``n``."""
-    acc = select(accuracy(tables.evals), model, "grpo", 0, seeds)
-    nan = {"last_quarter": math.nan, "peak": math.nan, "peak_se": math.nan, "peak_update": math.nan, "n": 0}
+def convergence(cells: Cells, model: str) -> dict[str, float]:
+    """Target 4 on GRPO s = 0, on the in-training evaluation curve (every ``run.eval_every`` updates): the cell's
+    accuracy at each update (:func:`~m2po.analysis.aggregate.cell_stat` over the seeds) gives ``last_quarter``
+    (mean of the last quarter of the points), ``peak``, ``peak_se``, ``peak_update`` and ``n`` (seeds)."""
+    acc = select(accuracy(cells.tables.evals), model, "grpo", 0, cells.seeds)
     if acc.empty:
-        return nan
-    g = acc.groupby("update")
-    curve = pd.DataFrame({"mean": g["acc"].mean(), "sd": g["acc"].std(ddof=1), "n": g["acc"].count()})
-    curve["eval_se"] = g["acc_se"].mean() / np.sqrt(curve["n"])
-    curve["se"] = np.fmax(curve["sd"] / np.sqrt(curve["n"]), curve["eval_se"])
-    quarter = max(len(curve) // 4, 1)
-    peak_update = int(curve["mean"].idxmax())
+        return {"last_quarter": math.nan, "peak": math.nan, "peak_se": math.nan, "peak_update": math.nan, "n": 0}
+    curve = {int(update): cell_stat(at, "acc", "acc_se") for update, at in acc.groupby("update")}
+    means = pd.Series({update: st.mean for update, st in curve.items()}).sort_index()
+    peak_update = int(means.idxmax())
     return {
-        "last_quarter": float(curve["mean"].iloc[-quarter:].mean()),
-        "peak": float(curve.loc[peak_update, "mean"]),
-        "peak_se": float(curve.loc[peak_update, "se"]),
+        "last_quarter": float(means.iloc[-max(len(means) // 4, 1) :].mean()),
+        "peak": curve[peak_update].mean,
+        "peak_se": curve[peak_update].se,
         "peak_update": peak_update,
-        "n": int(curve["n"].max()),
+        "n": max(st.n for st in curve.values()),
     }
 
 
-def regime_table(
-    tables: RunTables, results: str | Path, stale: int, models: list[str] | None = None, seeds: list[int] | None = None
-) -> pd.DataFrame:
-    """Every regime target per model: measured vs target (see the module docstring)."""
+def regime_table(cells: Cells, results: str | Path, stale: int, models: list[str] | None = None) -> pd.DataFrame:
+    """Every regime target per model, measured on ``cells`` and the warm starts under ``results``, vs its
+    target (see the module docstring)."""
     ws = warm_start_stats(results)
+    updates = cells.tables.updates
     if models is None:
-        found = set(ws) | (set(tables.updates["model"].unique()) if len(tables.updates) else set())
-        models = order_models(found)
-    cells = Cells(tables, seeds)
+        models = order_models(set(ws) | (set(updates["model"].unique()) if len(updates) else set()))
     rows = []
     for m in models:
         st = ws.get(m, {})
@@ -98,7 +92,7 @@ def regime_table(
             [m, f"GRPO clipped fraction, s = {stale} / s = 0", ratio, ratio_se(ks, k0), min(ks.n, k0.n),
              f"{lo:g}x to {hi:g}x", _met(lo <= ratio <= hi, ratio), f"s = {stale}: {ks.fmt(4)}; s = 0: {k0.fmt(4)}"]
         )  # fmt: skip
-        c = convergence(tables, m, seeds)
+        c = convergence(cells, m)
         gap = c["last_quarter"] - c["peak"]
         rows.append(
             [m, "GRPO s = 0 converges: last-quarter mean − peak", gap, c["peak_se"], c["n"], ">= −1 s.e. of the peak",

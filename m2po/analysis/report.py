@@ -147,11 +147,11 @@ def build_report(
     if stage:
         write_benchmark_table(bench, fig_dir)
     write_table1(t1, fig_dir, stale, stage)
-    verdicts = judge_claims(tables, stale, models, seeds, rules)
+    verdicts = judge_claims(cells, stale, models, rules)
     atomic_write_text(root / "claims.csv", claims_frame(verdicts).to_csv(index=False))
-    power = power_frame(verdicts, tables, stale, seeds, rules)
+    power = power_frame(verdicts, cells, stale, rules)
     atomic_write_text(root / "power.csv", power.to_csv(index=False))
-    regime = regime_table(tables, root, stale, models, seeds)
+    regime = regime_table(cells, root, stale, models)
     atomic_write_text(root / "regime.csv", regime.to_csv(index=False))
 
     md = [
