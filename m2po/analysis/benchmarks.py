@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..fileio import atomic_write_text
-from .aggregate import order_models, paper_benchmarks, select, selected_checkpoint, stage_accuracy
+from .aggregate import cell_stat, order_models, paper_benchmarks, select, selected_checkpoint, stage_accuracy
 from .paper import paper_model_rows
 from .runs import RunTables
 from .sections import markdown_table
@@ -44,15 +44,14 @@ def best_checkpoints(tables: RunTables) -> pd.DataFrame:
     return acc.loc[[selected_checkpoint(g) for _, g in acc.groupby("run_id")]].reset_index(drop=True)
 
 
-def _cell_value(values: pd.Series, ses: pd.Series, los: pd.Series, his: pd.Series) -> tuple[float, ...]:
-    """``(mean, lo, hi, se)`` in percent of one cell's per-seed values (module docstring)."""
-    n = len(values)
-    mean = float(values.mean())
-    if n == 1:
-        return 100 * mean, 100 * float(los.iloc[0]), 100 * float(his.iloc[0]), 100 * float(ses.iloc[0])
-    seed_se = float(values.std(ddof=1)) / math.sqrt(n)
-    se = max(seed_se, float(ses.mean()) / math.sqrt(n))
-    return 100 * mean, 100 * (mean - 1.96 * se), 100 * (mean + 1.96 * se), 100 * se
+def _cell_value(cell: pd.DataFrame, value: str, se: str, lo: str, hi: str) -> tuple[float, ...]:
+    """``(mean, lo, hi, se)`` in percent of one cell (one row per seed; module docstring): a single run keeps
+    its evaluation's own interval, several get mean ± 1.96 s.e. of :func:`~m2po.analysis.aggregate.cell_stat`."""
+    if len(cell) == 1:
+        row = cell.iloc[0]
+        return 100 * float(row[value]), 100 * float(row[lo]), 100 * float(row[hi]), 100 * float(row[se])
+    st = cell_stat(cell, value, se)
+    return 100 * st.mean, 100 * (st.mean - 1.96 * st.se), 100 * (st.mean + 1.96 * st.se), 100 * st.se
 
 
 def build_benchmark_table(
@@ -75,9 +74,9 @@ def build_benchmark_table(
             picked = at_best[at_best["run_id"].isin(runs["run_id"])]
             for name in dict.fromkeys(picked["benchmark"]):
                 g = picked[picked["benchmark"] == name]
-                v = _cell_value(g["avg_at_k"], g["se"], g["ci_low"], g["ci_high"])
+                v = _cell_value(g, "avg_at_k", "se", "ci_low", "ci_high")
                 rows.append(["ours", model, method, s, _label(str(name)), *v, len(g), updates])
-            v = _cell_value(runs["acc"], runs["acc_se"], runs["acc_lo"], runs["acc_hi"])
+            v = _cell_value(runs, "acc", "acc_se", "acc_lo", "acc_hi")
             rows.append(["ours", model, method, s, "Avg", *v, len(runs), updates])
     return pd.DataFrame(rows, columns=BENCH_COLUMNS)
 
