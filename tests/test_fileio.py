@@ -31,7 +31,16 @@ WRITE_PRIMITIVES = {
 }
 #: (module, function) allowed to use them: the atomic write itself, and the data build's commit, which moves
 #: whole staged dataset *folders* into place (each file in them was written by atomic_write)
-ALLOWED = {("m2po/fileio.py", "atomic_write"), ("m2po/data/build.py", "_commit")}
+#: whole staged dataset *folders* into place (each file in them was written by atomic_write), and the verl
+#: launcher's rotation of a finished metrics log to a free name (a move of a complete file, nothing written)
+ALLOWED = {
+    ("m2po/fileio.py", "atomic_write"),
+    ("m2po/data/build.py", "_commit"),
+    ("m2po/verl_plugin/launch_common.py", "rotate_metrics"),
+}
+#: ``Path.rename(target)`` / ``Path.replace(target)``: told apart from ``str.replace(a, b)``, ``DataFrame.rename(
+#: columns=...)`` and ``dataclasses.replace(obj, **changes)`` by their one positional argument and no keyword
+PATH_MOVES = {"rename", "replace"}
 
 
 @dataclass
@@ -108,8 +117,12 @@ def _primitive_calls(tree: ast.Module) -> list[tuple[str, str, int]]:
             if isinstance(child, ast.Call):
                 f = child.func
                 key = None
-                if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+                modules = {m for m, _ in WRITE_PRIMITIVES} | {"dataclasses"}
+                if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in modules:
                     key = (f.value.id, f.attr) if (f.value.id, f.attr) in WRITE_PRIMITIVES else None
+                elif isinstance(f, ast.Attribute) and f.attr in PATH_MOVES:
+                    one_target = len(child.args) == 1 and not child.keywords
+                    key = ("pathlib", f.attr) if one_target else None
                 elif isinstance(f, ast.Name):
                     key = aliases.get(f.id)
                 if key:
@@ -137,10 +150,13 @@ def test_the_scan_finds_what_it_looks_for():
         "def a():\n    os.replace('x', 'y')\n"
         "def b():\n    mv('x', 'y')\n"
         "class C:\n    def c(self):\n        tempfile.mkstemp()\n"
-        "def d():\n    'x'.replace('a', 'b')\n    df.rename(columns={})\n"
+        "def d():\n    'x'.replace('a', 'b')\n    df.rename(columns={})\n    dataclasses.replace(c, lr=1)\n"
+        "def e(p):\n    p.rename(p.with_suffix('.old'))\n    Path('t').replace('x')\n"
     )
     assert _primitive_calls(ast.parse(code)) == [
         ("a", "os.replace", 4),
         ("b", "os.replace", 6),
         ("c", "tempfile.mkstemp", 9),
+        ("e", "pathlib.rename", 15),
+        ("e", "pathlib.replace", 16),
     ]
