@@ -8,6 +8,7 @@ fixture); run alone, it makes a smoke run first (``launch --cpu --smoke``, about
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -87,8 +88,15 @@ def test_verl_checkpoint_merged_evaluated_and_in_table1(verl_run, data):
         assert int(r["update"]) == updates and int(r["n_problems"]) == 3 and int(r["k"]) == 2
         assert r["backend"] == "hf" and r["extraction"] == "boxed" and r["grader"] == "math_verify"
         assert r["checkpoint"] == f"checkpoints/global_step_{step}/actor"
-        assert 0.0 <= float(r["avg_at_k"]) <= 1.0
         assert int(r["n_samples"]) == 6 >= sum(int(r[c]) for c in ("n_no_answer", "n_timeouts", "n_errors"))
+        # avg@k recomputed from the graded samples themselves: the mean over problems of each one's share correct
+        samples = [json.loads(line) for line in (out / "samples" / f"{r['benchmark']}.jsonl").read_text().splitlines()]
+        by_problem: dict[str, list[bool]] = {}
+        for sample in samples:
+            by_problem.setdefault(sample["problem_id"], []).append(bool(sample["correct"]))
+        assert len(by_problem) == 3 and all(len(v) == 2 for v in by_problem.values())
+        want = sum(sum(v) / len(v) for v in by_problem.values()) / len(by_problem)
+        assert float(r["avg_at_k"]) == pytest.approx(want, abs=1e-6)
     assert not list(out.glob("merged-*"))  # verl's merged Hugging Face model is deleted once graded
     assert (verl_run / "checkpoints" / f"global_step_{step}" / "actor").is_dir()  # the checkpoint stays
     stamp = (out / "run.json").stat().st_mtime_ns
