@@ -188,7 +188,7 @@ def _linked_copy(run: Path, dest: Path) -> Path:
     return dest
 
 
-def test_several_runs_in_one_process_each_get_their_own_benchmarks(tiny_run, tmp_path, monkeypatch):
+def test_several_runs_in_one_process_each_get_their_own_benchmarks(tiny_run, tmp_path, monkeypatch, capsys):
     """The tiny pipeline's job per training shard: ``--run A B`` evaluates both runs (each into its own
     folder, each its own benchmarks.csv with the hand-known accuracy); ``--step`` names one run's checkpoints."""
     run, data = tiny_run
@@ -206,6 +206,11 @@ def test_several_runs_in_one_process_each_get_their_own_benchmarks(tiny_run, tmp
         assert sorted(p.name for p in (r / "eval").iterdir() if p.name != "verdicts") == [
             c.name for c in find_checkpoints(run)
         ]
+    capsys.readouterr()
+    assert main(["eval-run", "--run", str(first), str(second), "--list"]) == 0
+    listed = [line.split("\t")[:2] for line in capsys.readouterr().out.splitlines()]
+    names = [c.name for c in find_checkpoints(run)]
+    assert listed == [[RUN_ID, n] for n in names] * 2  # each run's checkpoints, named by their run
     assert main(["eval-run", "--run", str(first), str(second), "--step", "50", "--backend", "tiny"]) == 2
     assert main(["eval-run", "--run", str(first), str(tmp_path / "missing"), "--collect"]) == 2
 

@@ -75,8 +75,9 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
 
     ckpts = find_checkpoints(run_dir)
     if args.list:
+        run_column = f"{run_dir.name}\t" if len(args.run) > 1 else ""  # several runs: say whose checkpoint
         for c in ckpts:
-            print(f"{c.name}\tupdate {c.update}\t{c.kind}\t{c.path}")
+            print(f"{run_column}{c.name}\tupdate {c.update}\t{c.kind}\t{c.path}")
         return
     if args.collect:
         print(f"wrote {collect(run_dir)}")
