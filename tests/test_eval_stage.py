@@ -188,46 +188,59 @@ def _linked_copy(run: Path, dest: Path) -> Path:
     return dest
 
 
-def test_several_runs_in_one_process_each_get_their_own_benchmarks(tiny_run, tmp_path, monkeypatch, capsys):
-    """The tiny pipeline's job per training shard: ``--run A B`` evaluates both runs (each into its own
-    folder, each its own benchmarks.csv with the hand-known accuracy); ``--step`` names one run's checkpoints."""
+def test_several_runs_in_one_process_each_get_their_own_settings_and_benchmarks(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    """The tiny pipeline's job per training shard: ``--run A --run B`` evaluates both runs in one process, each
+    with what is its own when no option says otherwise (its response length from its config.yaml, its verdict
+    memo under its own folder), into its own benchmarks.csv with the hand-known accuracy."""
     run, data = tiny_run
     monkeypatch.setattr(tiny_backend.TinyBackend, "generate", _planted_generate)
     first, second = _linked_copy(run, tmp_path / "a" / RUN_ID), _linked_copy(run, tmp_path / "b" / RUN_ID)
-    cmd = _stage_cmd(first, data, "--memo", str(tmp_path / "verdicts"))
-    cmd[2:3] = [str(first), str(second)]  # --run A B
+    (second / "config.yaml").unlink()  # the second run says it was trained with 6-token responses, not 4
+    text = (run / "config.yaml").read_text()
+    assert "  max_new_tokens: 4\n" in text
+    (second / "config.yaml").write_text(text.replace("  max_new_tokens: 4\n", "  max_new_tokens: 6\n"))
+    cmd = _stage_cmd(first, data) + ["--run", str(second)]  # the flag repeated: both runs, in that order
     assert main(cmd) == 0
     want_avg, _ = _planted_accuracy(data)
-    for r in (first, second):
+    names = [c.name for c in find_checkpoints(run)]
+    for r, length in ((first, "4"), (second, "6")):
         rows = _rows(r / "benchmarks.csv")
         assert [int(x["update"]) for x in rows] == [c.update for c in find_checkpoints(run)]
         assert all(float(x["avg_at_k"]) == pytest.approx(want_avg, abs=1e-6) for x in rows)
+        assert {x["max_new_tokens"] for x in rows} == {length}
         assert {x["checkpoint"] for x in rows} == {str(c.path.relative_to(run)) for c in find_checkpoints(run)}
-        assert sorted(p.name for p in (r / "eval").iterdir() if p.name != "verdicts") == [
-            c.name for c in find_checkpoints(run)
-        ]
+        assert sorted(p.name for p in (r / "eval").iterdir()) == sorted([*names, "verdicts"])  # its own memo
     capsys.readouterr()
     assert main(["eval-run", "--run", str(first), str(second), "--list"]) == 0
     listed = [line.split("\t")[:2] for line in capsys.readouterr().out.splitlines()]
-    names = [c.name for c in find_checkpoints(run)]
-    assert listed == [[RUN_ID, n] for n in names] * 2  # each run's checkpoints, named by their run
+    assert listed == [[str(r), n] for r in (first, second) for n in names]  # each checkpoint under its run
     assert main(["eval-run", "--run", str(first), str(second), "--step", "50", "--backend", "tiny"]) == 2
+    (first / "benchmarks.csv").unlink()
     assert main(["eval-run", "--run", str(first), str(tmp_path / "missing"), "--collect"]) == 2
+    assert not (first / "benchmarks.csv").exists()  # every run is checked before the first is touched
 
 
 def test_benchmarks_csv_interval_is_the_evaluations_own_under_another_seed(tiny_run, tmp_path, monkeypatch):
     """``--seed 3``: the bootstrap interval in benchmarks.csv is the one summary.csv of the same evaluation
-    reports (both resample with the evaluation's seed), and it contains the hand-known accuracy."""
+    reports (both resample with the evaluation's seed), it contains the hand-known accuracy, and it is not
+    the interval the default seed draws from the same (planted) samples."""
     run, data = tiny_run
     monkeypatch.setattr(tiny_backend.TinyBackend, "generate", _planted_generate)
-    fresh = _linked_copy(run, tmp_path / RUN_ID)
+    fresh, default = _linked_copy(run, tmp_path / "s3" / RUN_ID), _linked_copy(run, tmp_path / "s0" / RUN_ID)
     assert main(_stage_cmd(fresh, data, "--memo", str(tmp_path / "verdicts"), "--seed", "3")) == 0
+    assert main(_stage_cmd(default, data, "--memo", str(tmp_path / "verdicts"))) == 0
     want_avg, _ = _planted_accuracy(data)
-    for row in _rows(fresh / "benchmarks.csv"):
+    for row, row0 in zip(_rows(fresh / "benchmarks.csv"), _rows(default / "benchmarks.csv"), strict=True):
         name = f"u{int(row['update']):06d}"
         (summary,) = [r for r in _rows(fresh / "eval" / name / "summary.csv") if r["benchmark"] == "tiny_arith"]
         assert (row["ci_low"], row["ci_high"]) == (summary["ci_low"], summary["ci_high"])
         assert float(row["ci_low"]) < want_avg < float(row["ci_high"])
+        assert row["avg_at_k"] == row0["avg_at_k"] and (row["ci_low"], row["ci_high"]) != (
+            row0["ci_low"],
+            row0["ci_high"],
+        )
 
 
 @pytest.mark.slow

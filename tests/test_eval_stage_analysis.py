@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from m2po.analysis.aggregate import accuracy, per_run_accuracy
@@ -113,3 +114,17 @@ def test_a_tiny_runs_kept_checkpoint_is_the_selected_one_even_when_another_grade
     avg = t[t["benchmark"] == "Avg"].iloc[0]
     assert avg["mean"] == pytest.approx(40.0) and avg["best_update"] == "8"
     assert (avg["lo"], avg["hi"]) == (pytest.approx(35.0), pytest.approx(45.0))  # the stage's own interval
+
+
+def test_table1_cell_counts_only_the_seeds_with_a_value():
+    """A seed whose benchmark value is missing (NaN) is left out of its cell: one seed left keeps its own
+    evaluation's interval; with more, n and the s.e. are over the seeds that have a value (hand-computed)."""
+    from m2po.analysis.benchmarks import _cell_value
+
+    nan = float("nan")
+    one = pd.DataFrame({"v": [0.30, nan], "se": [0.02, 0.05], "lo": [0.25, nan], "hi": [0.36, nan]})
+    assert _cell_value(one, "v", "se", "lo", "hi") == pytest.approx((30.0, 25.0, 36.0, 2.0, 1))
+    two = pd.DataFrame({"v": [0.30, nan, 0.50], "se": [0.02, 0.9, 0.04], "lo": [0, 0, 0], "hi": [1, 1, 1]})
+    se = max(np.std([0.30, 0.50], ddof=1) / math.sqrt(2), (0.02 + 0.04) / 2 / math.sqrt(2))  # 0.1 vs 0.021
+    assert _cell_value(two, "v", "se", "lo", "hi") == pytest.approx((40.0, 100 * (0.4 - 1.96 * se),
+                                                                     100 * (0.4 + 1.96 * se), 100 * se, 2))  # fmt: skip

@@ -29,8 +29,7 @@ WRITE_PRIMITIVES = {
     ("tempfile", "mkstemp"),
     ("tempfile", "NamedTemporaryFile"),
 }
-#: (module, function) allowed to use them: the atomic write itself, and the data build's commit, which moves
-#: whole staged dataset *folders* into place (each file in them was written by atomic_write)
+#: (module, function) allowed to use them: the atomic write itself, the data build's commit, which moves
 #: whole staged dataset *folders* into place (each file in them was written by atomic_write), and the verl
 #: launcher's rotation of a finished metrics log to a free name (a move of a complete file, nothing written)
 ALLOWED = {
@@ -104,11 +103,14 @@ def test_staleness_queue_file_gets_umask_permissions_and_is_fsynced(tmp_path, um
 def _primitive_calls(tree: ast.Module) -> list[tuple[str, str, int]]:
     """(enclosing function, primitive, line) of every call of a WRITE_PRIMITIVES function, however imported."""
     aliases = {}  # a name bound by ``from os import replace`` -> ("os", "replace")
+    modules = {m: m for m, _ in WRITE_PRIMITIVES} | {"dataclasses": "dataclasses"}  # the name a module is bound to
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module in {m for m, _ in WRITE_PRIMITIVES}:
             for a in node.names:
                 if (node.module, a.name) in WRITE_PRIMITIVES:
                     aliases[a.asname or a.name] = (node.module, a.name)
+        elif isinstance(node, ast.Import):  # ``import os as _os``
+            modules |= {a.asname: a.name for a in node.names if a.asname and a.name in modules}
     found: list[tuple[str, str, int]] = []
 
     def visit(node: ast.AST, func: str) -> None:
@@ -117,9 +119,9 @@ def _primitive_calls(tree: ast.Module) -> list[tuple[str, str, int]]:
             if isinstance(child, ast.Call):
                 f = child.func
                 key = None
-                modules = {m for m, _ in WRITE_PRIMITIVES} | {"dataclasses"}
                 if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in modules:
-                    key = (f.value.id, f.attr) if (f.value.id, f.attr) in WRITE_PRIMITIVES else None
+                    module = modules[f.value.id]
+                    key = (module, f.attr) if (module, f.attr) in WRITE_PRIMITIVES else None
                 elif isinstance(f, ast.Attribute) and f.attr in PATH_MOVES:
                     one_target = len(child.args) == 1 and not child.keywords
                     key = ("pathlib", f.attr) if one_target else None
@@ -152,6 +154,7 @@ def test_the_scan_finds_what_it_looks_for():
         "class C:\n    def c(self):\n        tempfile.mkstemp()\n"
         "def d():\n    'x'.replace('a', 'b')\n    df.rename(columns={})\n    dataclasses.replace(c, lr=1)\n"
         "def e(p):\n    p.rename(p.with_suffix('.old'))\n    Path('t').replace('x')\n"
+        "import os as _os\ndef f():\n    _os.rename('a', 'b')\n"
     )
     assert _primitive_calls(ast.parse(code)) == [
         ("a", "os.replace", 4),
@@ -159,4 +162,5 @@ def test_the_scan_finds_what_it_looks_for():
         ("c", "tempfile.mkstemp", 9),
         ("e", "pathlib.rename", 15),
         ("e", "pathlib.replace", 16),
+        ("f", "os.rename", 19),
     ]

@@ -120,6 +120,43 @@ def test_verl_checkpoint_merged_evaluated_and_in_table1(verl_run, data):
     assert lines[3].startswith("|  | *paper: M2PO* | 256 | 84.0 | 63.8 | 48.8 |")  # Table 1 of the paper
 
 
+def test_planted_answers_through_the_verl_checkpoint_give_the_hand_known_accuracy(
+    verl_run, data, tmp_path, monkeypatch
+):
+    """The same path (verl's merger, the HF backend loading the merged model, math-verify) with the generation
+    planted: sample 0 of every problem answers ``\\boxed{<its ground truth>}`` (read from the data stage's
+    parquet), sample 1 a number no problem has. By hand: avg@2 = 0.5 and pass@2 = 1 on both benchmarks."""
+    import pandas as pd
+
+    from m2po.eval.backends.hf import HFBackend
+
+    truth = {}
+    for name in ("math500", "amc23"):
+        frame = pd.read_parquet(data / name / "test.parquet")
+        for prompt, reward in zip(frame["prompt"], frame["reward_model"], strict=True):
+            truth[prompt[-1]["content"]] = reward["ground_truth"]
+
+    def planted(self, requests, params):
+        return [[f"\\boxed{{{truth[r.messages[-1]['content']]}}}", "\\boxed{-987654321}"][: r.n] for r in requests]
+
+    monkeypatch.setattr(HFBackend, "generate", planted)
+    run = tmp_path / "runs" / RUN_ID  # the run's files linked, its evaluations not
+    run.mkdir(parents=True)
+    for item in verl_run.iterdir():
+        if item.name not in ("eval", "benchmarks.csv"):
+            os.symlink(item.resolve(), run / item.name)
+    step = _steps(run)[-1]
+    cmd = [
+        "eval-run", "--run", str(run), "--step", str(step), "--backend", "hf", "--benchmarks", "math500", "amc23",
+        "--data", str(data), "--limit", "3", "--k", "2", "--workers", "1", "--no-progress",
+    ]  # fmt: skip
+    assert main(cmd) == 0
+    rows = _csv(run / "eval" / f"global_step_{step}" / "benchmarks.csv")
+    assert [r["benchmark"] for r in rows] == ["math500", "amc23"]
+    for r in rows:
+        assert (float(r["avg_at_k"]), float(r["pass_at_k"]), int(r["n_samples"])) == (0.5, 1.0, 6), r
+
+
 def test_stage_constants_are_the_verl_plugins():
     """m2po.eval.stage reads the schedule from the trainer YAML and names the queue manifest without importing
     m2po.verl_plugin (which imports verl): the same values as the plugin's."""

@@ -44,14 +44,16 @@ def best_checkpoints(tables: RunTables) -> pd.DataFrame:
     return acc.loc[[selected_checkpoint(g) for _, g in acc.groupby("run_id")]].reset_index(drop=True)
 
 
-def _cell_value(cell: pd.DataFrame, value: str, se: str, lo: str, hi: str) -> tuple[float, ...]:
-    """``(mean, lo, hi, se)`` in percent of one cell (one row per seed; module docstring): a single run keeps
-    its evaluation's own interval, several get mean ± 1.96 s.e. of :func:`~m2po.analysis.aggregate.cell_stat`."""
+def _cell_value(cell: pd.DataFrame, value: str, se: str, lo: str, hi: str) -> tuple[float | int, ...]:
+    """``(mean, lo, hi, se, n)`` in percent of one cell (one row per seed; module docstring) over its seeds with a
+    value: one such run keeps its evaluation's own interval, several get mean ± 1.96 s.e. of
+    :func:`~m2po.analysis.aggregate.cell_stat`."""
+    cell = cell[cell[value].notna()]
     if len(cell) == 1:
         row = cell.iloc[0]
-        return 100 * float(row[value]), 100 * float(row[lo]), 100 * float(row[hi]), 100 * float(row[se])
+        return 100 * float(row[value]), 100 * float(row[lo]), 100 * float(row[hi]), 100 * float(row[se]), 1
     st = cell_stat(cell, value, se)
-    return 100 * st.mean, 100 * (st.mean - 1.96 * st.se), 100 * (st.mean + 1.96 * st.se), 100 * st.se
+    return 100 * st.mean, 100 * (st.mean - 1.96 * st.se), 100 * (st.mean + 1.96 * st.se), 100 * st.se, st.n
 
 
 def build_benchmark_table(
@@ -74,10 +76,10 @@ def build_benchmark_table(
             picked = at_best[at_best["run_id"].isin(runs["run_id"])]
             for name in dict.fromkeys(picked["benchmark"]):
                 g = picked[picked["benchmark"] == name]
-                v = _cell_value(g, "avg_at_k", "se", "ci_low", "ci_high")
-                rows.append(["ours", model, method, s, _label(str(name)), *v, len(g), updates])
-            v = _cell_value(runs, "acc", "acc_se", "acc_lo", "acc_hi")
-            rows.append(["ours", model, method, s, "Avg", *v, len(runs), updates])
+                value = _cell_value(g, "avg_at_k", "se", "ci_low", "ci_high")
+                rows.append(["ours", model, method, s, _label(str(name)), *value, updates])
+            value = _cell_value(runs, "acc", "acc_se", "acc_lo", "acc_hi")
+            rows.append(["ours", model, method, s, "Avg", *value, updates])
     return pd.DataFrame(rows, columns=BENCH_COLUMNS)
 
 

@@ -1,10 +1,10 @@
 """The one list of the paper's figures and Table 1 that the study draws: id, paper label, title, script, outputs.
 
-The Snakefile makes one job per entry (``workflow/rules/figures.smk``), the report gives each its section in
+The Snakefile's ``figures`` job draws every entry (``workflow/rules/figures.smk``), the report gives each its section in
 this order (:mod:`m2po.analysis.report`) with one sentence from :mod:`m2po.analysis.findings`, and the tests
 check every entry; nothing else lists the figures. ``figures/<id>.py`` draws an entry from the tidy run logs
 only, and one program runs them, ``python figures/draw.py ID [ID ...] --runs results/<profile>/runs --out
-results/<profile>/figures [...]`` (one ID per Snakefile job; all of them in one process for the report). The
+results/<profile>/figures [...]`` (all of them in one process, for the Snakefile's job and for the report). The
 module itself imports nothing beyond the standard library.
 """
 

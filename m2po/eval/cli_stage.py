@@ -10,7 +10,9 @@ Every checkpoint the run saved (``--every N``: every N-th and the last; ``--step
 steps) is evaluated into ``<run>/eval/<checkpoint>/`` like ``m2po eval`` (the same protocol options,
 resumable caches), then ``benchmarks.csv`` is written from every finished checkpoint (docs/eval.md).
 Several ``--run`` directories are evaluated one after the other in one process (the tiny pipeline's job per
-training shard): the imports, the backend's libraries and the grading workers' forkserver are paid once.
+training shard): the imports, the backend's libraries and the grading workers' forkserver are paid once. Every
+directory is checked before the first is evaluated; the first run that fails stops the command (what was
+evaluated before it is kept, and a rerun skips every finished checkpoint).
 """
 
 from __future__ import annotations
@@ -31,12 +33,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         type=Path,
         nargs="+",
-        help="the run directory (results/<profile>/runs/<run_id>); several are evaluated in turn in one process",
+        action="extend",
+        help="the run directory (results/<profile>/runs/<run_id>); several (`--run A B` or `--run A --run B`) "
+        "are evaluated in turn in one process, stopping at the first that fails",
     )
     p.add_argument("--every", type=int, default=1, help="evaluate every N-th checkpoint (the last always)")
     p.add_argument("--step", type=int, nargs="+", help="verl: only these global steps (global_step_<N>)")
     p.add_argument("--collect", action="store_true", help="only write benchmarks.csv from what was evaluated")
-    p.add_argument("--list", action="store_true", help="print the run's checkpoints and exit")
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="print the run's checkpoints and exit (with several runs, each line starts with its run directory)",
+    )
     add_config_arguments(
         p,
         EvalConfig,
@@ -75,7 +83,7 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
 
     ckpts = find_checkpoints(run_dir)
     if args.list:
-        run_column = f"{run_dir.name}\t" if len(args.run) > 1 else ""  # several runs: say whose checkpoint
+        run_column = f"{run_dir}\t" if len(args.run) > 1 else ""  # several runs: say whose checkpoint
         for c in ckpts:
             print(f"{run_column}{c.name}\tupdate {c.update}\t{c.kind}\t{c.path}")
         return

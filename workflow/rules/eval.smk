@@ -26,8 +26,9 @@ if config["engine"] == "tiny":
     # One job per training shard (train.smk's SHARDS), in-process on a CPU: for each of the shard's runs, its
     # best checkpoint (the paper's selection rule applied to its in-training evaluations) and its final one, on
     # the full held-out set with k samples per problem. One process per shard pays the imports and the grading
-    # workers' start once; verdicts are memoized across runs in cache/verdicts (m2po.eval.memo).
-    for _shard in SHARDS:
+    # workers' start once; verdicts are memoized across runs in cache/verdicts (m2po.eval.memo). A shard's eval
+    # job has its training job's priority, so the large ones run as soon as they can and small jobs end the study.
+    for _i, _shard in enumerate(SHARDS):
 
         rule:
             name:
@@ -42,6 +43,7 @@ if config["engine"] == "tiny":
             benchmark:
                 f"{RES}/benchmarks/eval/{_shard.name}.tsv"
             threads: 1
+            priority: len(SHARDS) - _i
             resources:
                 mem_mb=1000,
             conda:
