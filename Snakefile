@@ -31,3 +31,4 @@ rule all:
         f"{RES}/report.md",
         f"{RES}/report.html",
     default_target: True
+    localrule: True

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from m2po.engine.worker import run_jobs
-from m2po.pipeline import expand_grid, train_overrides, warm_start_overrides
+from m2po.pipeline import TINY_EVAL_JOB_ARGS, eval_protocol_args, expand_grid, train_overrides, warm_start_overrides
 
 from .timing import print_table
 
@@ -38,12 +38,10 @@ def _m2po(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "m2po.cli", *args], check=True, capture_output=True, text=True)
 
 
-def _eval_run(runs: list[str], data: str, memo: str, eval_config: dict) -> None:
-    """``m2po eval-run`` as the tiny pipeline's eval job runs it (workflow/rules/eval.smk), with the benchmarks and
-    k of ``eval_config`` (the ``eval:`` section of workflow/config/tiny.yaml)."""
-    _m2po("eval-run", "--run", *runs, "--backend", "tiny", "--data", data, "--benchmarks", *eval_config["benchmarks"],
-          "--k", str(eval_config["k"]), "--memo", memo, "--workers", "1", "--batch-problems", "250",
-          "--no-progress")  # fmt: skip
+def _eval_run(runs: list[str], data: str, memo: str, config: dict) -> None:
+    """``m2po eval-run`` as the tiny pipeline's eval job runs it (workflow/rules/eval.smk)."""
+    _m2po("eval-run", "--run", *runs, "--backend", "tiny", "--data", data, *eval_protocol_args(config),
+          "--memo", memo, *TINY_EVAL_JOB_ARGS)  # fmt: skip
 
 
 def main() -> None:
@@ -71,11 +69,11 @@ def main() -> None:
         _m2po("data", "build", "--datasets", *config["eval"]["benchmarks"], "--out", f"{tmp}/data")
         # the one process first: the page cache it warms (imports, the parquet) then favours the baseline
         t0 = time.perf_counter()
-        _eval_run([f"{tmp}/worker/{r.run_id}" for r in runs], f"{tmp}/data", f"{tmp}/memo-worker", config["eval"])
+        _eval_run([f"{tmp}/worker/{r.run_id}" for r in runs], f"{tmp}/data", f"{tmp}/memo-worker", config)
         eval_worker = time.perf_counter() - t0
         t0 = time.perf_counter()
         for r in runs:
-            _eval_run([f"{tmp}/single/{r.run_id}"], f"{tmp}/data", f"{tmp}/memo-single", config["eval"])
+            _eval_run([f"{tmp}/single/{r.run_id}"], f"{tmp}/data", f"{tmp}/memo-single", config)
         eval_single = time.perf_counter() - t0
         same_eval = _identical(Path(tmp), runs, "benchmarks.csv")
     names = ", ".join(r.run_id for r in runs)

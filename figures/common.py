@@ -151,11 +151,32 @@ class Ctx:
         return 0
 
 
+#: (results tree, its tidy files' sizes and times) -> its run tables and accuracy table (percent)
+_LOADED: dict[tuple, tuple[RunTables, pd.DataFrame]] = {}
+
+
+def _tables_and_accuracy(runs: str | Path) -> tuple[RunTables, pd.DataFrame]:
+    """The run tables under ``runs`` and their accuracy table in percent, read and computed once per process
+    while the files stay the same (``figures/draw.py`` draws every figure from one results tree); each figure
+    gets its own copies."""
+    root = Path(runs).resolve()
+    files = sorted(root.glob("*/*.csv"))
+    key = (str(root), tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    if key not in _LOADED:
+        tables = load_runs(runs)
+        acc = accuracy(tables.evals, tables.benchmarks)
+        acc[["acc", "acc_se"]] = acc[["acc", "acc_se"]].astype(float) * 100  # percent, like Table 1 and the report
+        _LOADED.clear()
+        _LOADED[key] = (tables, acc)
+    tables, acc = _LOADED[key]
+    return RunTables(*(t.copy() for t in tables)), acc.copy()
+
+
 def load(args: argparse.Namespace) -> Ctx:
     """Load the runs named by ``args``; NoData if there is none."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     style.apply()
-    tables = load_runs(args.runs)
+    tables, acc = _tables_and_accuracy(args.runs)
     if tables.updates.empty:
         raise NoData(f"no loadable run under {args.runs}")
     present = order_models(tables.updates["model"].unique())
@@ -166,8 +187,6 @@ def load(args: argparse.Namespace) -> Ctx:
     if stale is None:
         levels = [int(s) for s in tables.updates["staleness"].unique() if int(s) > 0]
         stale = max(levels) if levels else 0
-    acc = accuracy(tables.evals, tables.benchmarks)
-    acc[["acc", "acc_se"]] = acc[["acc", "acc_se"]].astype(float) * 100  # percent, like Table 1 and the report
     return Ctx(args, tables, acc, models, stale)
 
 

@@ -16,7 +16,7 @@ import importlib
 import sys
 import traceback
 
-from m2po.analysis.figure_list import EXIT_FAILED, EXIT_NOT_WRITTEN, figure
+from m2po.analysis.figure_list import EXIT_FAILED, EXIT_NOT_WRITTEN, draw_line, figure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             code = EXIT_FAILED
         codes.append(code)
-        print(f"draw: {fig_id} exit {code}", flush=True)
+        print(draw_line(fig_id, code), flush=True)
         if code == EXIT_NOT_WRITTEN:
             break
     return max(codes)

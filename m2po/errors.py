@@ -26,8 +26,8 @@ class UserError(Exception):
         self.what, self.where, self.fix = what, str(where), fix
         super().__init__(", ".join(p for p in (what, self.where, fix) if p))
 
-    def __reduce__(self) -> tuple:  # picklable across worker processes
-        return UserError, (self.what, self.where, self.fix)
+    def __reduce__(self) -> tuple:  # picklable across worker processes, subclasses included
+        return type(self), (self.what, self.where, self.fix)
 
     def line(self, command: str) -> str:
         return f"m2po {command}: error: {self}"

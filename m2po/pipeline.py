@@ -8,6 +8,8 @@ so the list of jobs is defined in exactly one place: ``workflow/config/<profile>
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from .analysis import runs as analysis_runs
@@ -139,3 +141,44 @@ def plan_shards(config: dict[str, Any], runs: list[RunSpec] | None = None) -> li
         total -= cost
         shards.append(Shard(f"{model}-{sum(sh.model == model for sh in shards):02d}", model, tuple(taken), cost))
     return shards
+
+
+def eval_protocol_args(config: dict[str, Any]) -> list[str]:
+    """The ``m2po eval-run`` protocol options of a profile's ``eval:`` section (benchmarks, k, sampling): the
+    evaluation stage's jobs (workflow/rules/eval.smk) and ``make bench`` run the stage with these."""
+    section = config.get("eval") or {}
+    default = ["tiny_arith"] if config["engine"] == "tiny" else ["paper"]
+    args = ["--benchmarks", *(section.get("benchmarks") or default)]
+    for key, flag in (("k", "--k"), ("temperature", "--temperature"), ("top_p", "--top-p")):
+        if section.get(key) is not None:
+            args += [flag, str(section[key])]
+    return args
+
+
+#: the tiny pipeline's eval job's own options beyond the protocol: one grading worker (two jobs share the two
+#: cores), generation in batches of 250 problems, no progress bar in the log
+TINY_EVAL_JOB_ARGS = ["--workers", "1", "--batch-problems", "250", "--no-progress"]
+
+
+#: the verl Hydra config group of each paper model (its GPU layout, weights, context lengths, memory settings)
+MODEL_GROUP_DIR = Path(__file__).resolve().parents[1] / "workflow" / "verl_hydra" / "m2po_model"
+
+
+@cache
+def model_group(model: str) -> dict[str, Any]:
+    """The parsed group file ``workflow/verl_hydra/m2po_model/<model>.yaml`` of a paper model (read once; the
+    launcher and the Snakefile both read it here). Treat it as read-only."""
+    import yaml
+
+    return yaml.safe_load((MODEL_GROUP_DIR / f"{model.lower()}.yaml").read_text()) or {}
+
+
+def model_layout(model: str, config: dict[str, Any] | None = None) -> tuple[int, int]:
+    """``(nodes, GPUs per node)`` of a paper model: its group's ``trainer.nnodes`` / ``trainer.n_gpus_per_node``
+    (else 1 x 8), unless ``config`` (a pipeline profile) sets ``nodes`` / ``gpus_per_node``."""
+    trainer = model_group(model).get("trainer") or {}
+    config = config or {}
+    return (
+        int(config.get("nodes") or trainer.get("nnodes", 1)),
+        int(config.get("gpus_per_node") or trainer.get("n_gpus_per_node", 8)),
+    )

@@ -86,7 +86,10 @@ def test_kv_cache_matches_no_cache_and_training_forward(temperature: float) -> N
     assert (lp - cached.sampler_log_probs)[m].abs().max() < 1e-5
     assert torch.isfinite(lp).all() and torch.isfinite(ent).all()
     assert (cached.sampler_log_probs[~m] == 0).all()
-    texts = [pol.tokenizer.decode(r[k].tolist(), skip_special_tokens=True) for r, k in zip(cached.responses, m)]
+    # the character tokenizer's vocabulary read backwards: each generated id is its character, specials dropped
+    char = {i: t for t, i in pol.tokenizer.get_vocab().items()}
+    special = set(pol.tokenizer.all_special_ids)
+    texts = ["".join(char[i] for i in r[k].tolist() if i not in special) for r, k in zip(cached.responses, m)]
     assert cached.response_texts == texts
 
 
@@ -213,6 +216,16 @@ def test_build_hf_run_reads_the_dataset_schema(tmp_path: Path) -> None:
     cfg = load_config(TrainConfig, None, _overrides(tmp_path, [f"task.dataset={data}", f"task.eval_dataset={evals}"]))
     run = build_hf_run(cfg)
     assert len(run.train_problems) == 30 and len(run.eval_problems) == 5 and run.benchmark == "math500"
+
+
+def test_hf_run_without_a_dataset_grades_the_worked_format_by_its_final_answer(tmp_path: Path) -> None:
+    """An HF run on the generated task with ``task.format=worked`` rewards a correct worked trace (the tiny
+    engine's reward of the format), not only the bare answer (hand-written traces of 7 + 48 = 55)."""
+    cfg = load_config(TrainConfig, None, _overrides(tmp_path, ["task.format=worked"]))
+    run = build_hf_run(cfg)
+    assert run.benchmark == "tiny_arith" and run.manifest["task"]["response_format"] == "worked"
+    assert run.reward("7+8=15 0+4+1=5 55", "55") == 1.0
+    assert run.reward("7+8=14 0+4+1=5 54", "55") == 0.0
 
 
 def test_model_path_may_name_the_gguf_or_its_directory(tmp_path: Path) -> None:

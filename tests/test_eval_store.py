@@ -33,6 +33,12 @@ def test_repair_tail_edge_cases(tmp_path):
     assert repair_tail(p) == len('{"partial') and p.read_text() == ""
     p.write_text('{"a": 1}\n')
     assert repair_tail(p) == 0
+    # a cut line longer than the 64 KiB block the scan reads backwards in: the newline is two blocks back
+    tail = '{"response": "' + "x" * 150_000
+    p.write_text('{"a": 1}\n' + tail)
+    assert repair_tail(p) == len(tail) and p.read_text() == '{"a": 1}\n'
+    p.write_text("y" * 150_000)  # no newline at all: nothing to keep
+    assert repair_tail(p) == 150_000 and p.read_text() == ""
 
 
 def test_corrupt_middle_line(tmp_path):

@@ -35,7 +35,7 @@ def test_the_list_is_what_figures_holds():
     drawn = {p.stem for p in SCRIPTS_DIR.glob("*.py") if p.stem not in ("draw", "common", "style")}
     assert drawn == set(ids)  # no figure off the list, no entry without its figures/<id>.py
     for f in FIGURES:
-        assert (ROOT / f.script).is_file() and f.script_path() == ROOT / f.script
+        assert (ROOT / f.script).is_file() and SCRIPTS_DIR / f"{f.id}.py" == ROOT / f.script
     assert [f.id for f in PLOTS] == [i for i in ids if i != "table1"]
 
 

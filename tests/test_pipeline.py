@@ -130,12 +130,21 @@ def test_tiny_profile_evaluates_each_training_shard_in_one_job_and_draws_every_f
         assert runs == [f"{tmp_path}/r/runs/{r.run_id}" for r in shard.runs]
         outputs = re.search(r"output: (.*)\n", block)[1].split(", ")
         assert sorted(outputs) == sorted(f"{run}/benchmarks.csv" for run in runs)
+        # independent of the planner: the same runs, in the same order, as its training job writes, and the
+        # training job's priority
+        (train,) = _jobs(res.stdout, f"train_{shard.name}")
+        trained = re.search(r"output: (.*)\n", train)[1].split(", ")
+        assert runs == list(dict.fromkeys(str(Path(out).parent) for out in trained))
+        assert re.search(r"priority: (\d+)", block)[1] == re.search(r"priority: (\d+)", train)[1]
         seen += runs
     assert len(seen) == len(set(seen)) == len(expand_grid(config))  # every run evaluated, once
     (block,) = _jobs(res.stdout, "figures")
     outputs = re.search(r"output: (.*)\n", block)[1].split(", ")
     expected = [out for fig in FIGURE_LIST for out in fig.outputs(f"{tmp_path}/r/figures")]
     assert sorted(outputs) == sorted(expected)
+    plots = "fig1 fig2 fig3 fig4a fig4b fig5 fig6 fig7a fig7b fig8 fig9a fig9b fig11".split()  # the paper's, by hand
+    by_hand = [f"{p}.{ext}" for p in plots for ext in ("png", "pdf")] + ["table1.csv", "table1.md"]
+    assert sorted(Path(out).name for out in outputs) == sorted(by_hand)
 
 
 def test_data_rule_declares_its_real_input_and_the_manifests_it_writes(paper_dry_run):

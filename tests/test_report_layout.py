@@ -192,12 +192,13 @@ def test_table1_csv_keeps_percent_and_integer_seed_counts(report):
 def test_power_and_regime_sections_print_hand_computed_values():
     import pandas as pd
 
+    from m2po.analysis.claims import INCONCLUSIVE
     from m2po.analysis.sections import power_markdown, regime_markdown
 
     power = pd.DataFrame(
         [
             # a difference: d = 0.010, se = 0.008 -> MDE 1.6 pts, interval -0.6 to +2.6 pts
-            [3, "3b beats stale GRPO", "0.1M", "inconclusive", "peak(M2PO s=64) − peak(GRPO s=64)", 0.010, 0.008,
+            [3, "3b beats stale GRPO", "0.1M", INCONCLUSIVE, "peak(M2PO s=64) − peak(GRPO s=64)", 0.010, 0.008,
              0.016, -0.006, 0.026, ""],
             # a ratio: holds, so no "rules out" text
             [4, "4 order of magnitude", "0.1M", "holds", "clip(M2PO s=64) / clip(GRPO s=64)", 0.05, 0.01, 0.02,

@@ -295,7 +295,10 @@ def test_a_dataset_with_the_tiny_model_is_refused_not_ignored(tmp_path):
 
 
 def test_loss_parameters_a_config_may_set_exclude_the_loops_tensors():
-    from m2po.engine.train_config import config_params
+    from m2po.losses import loss_info
+
+    def config_params(name: str) -> frozenset[str]:
+        return loss_info(name).config_params
 
     assert config_params("m2po") == {"tau"}
     assert "proximal_log_prob" not in config_params("decoupled_ppo")

@@ -38,29 +38,15 @@ import pandas as pd
 
 from .runs import DEFAULT_TAU, META_COLUMNS, TAU_METHODS
 
-_FALLBACK_PAPER_BENCHMARKS = {
-    "aime2024": ("aime24", "aime_2024"),
-    "aime2025": ("aime25", "aime_2025"),
-    "amc23": ("amc2023",),
-    "amc24": ("amc2024",),
-    "math500": ("math_500", "math-500"),
-    "minerva_math": ("minerva", "minervamath"),
-    "gaokao2023en": ("gaokao", "gaokao2023", "gaokao_2023_en"),
-    "olympiadbench": ("olympiad_bench", "olympiad"),
-}
 PAPER_AVG_ROW = "paper_avg8"
 
 
 def paper_benchmarks() -> dict[str, str]:
-    """Name or alias -> canonical name, for the eight benchmarks of the paper's "Avg"."""
-    try:
-        from ..eval.suites import load_suites
+    """Name or alias -> canonical name, for the eight benchmarks of the paper's "Avg" (the packaged suites)."""
+    from ..eval.suites import load_suites
 
-        spec = load_suites()
-        table = {n: tuple(b.aliases) for n, b in spec.benchmarks.items() if b.in_average}
-    except Exception:  # the eval stage is optional for the report: fall back to the paper's list
-        table = _FALLBACK_PAPER_BENCHMARKS
-    return {alias: name for name, aliases in table.items() for alias in (name, *aliases)}
+    in_average = {n: b.aliases for n, b in load_suites().benchmarks.items() if b.in_average}
+    return {alias: name for name, aliases in in_average.items() for alias in (name, *aliases)}
 
 
 ACC_COLUMNS = [*META_COLUMNS, "update", "acc", "acc_se", "acc_lo", "acc_hi", "n_benchmarks", "source", "checkpoint"]

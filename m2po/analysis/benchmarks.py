@@ -13,7 +13,6 @@ the seeds' s.e. and the evaluations' s.e. / √n). Accuracies in percent, like t
 from __future__ import annotations
 
 import math
-from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +26,6 @@ from .sections import markdown_table
 BENCH_COLUMNS = ["source", "model", "method", "staleness", "benchmark", "mean", "lo", "hi", "se", "n", "best_update"]
 
 
-@cache  # one YAML read per benchmark name, not one per table row
 def _label(name: str) -> str:
     from ..eval.suites import load_suites
 

@@ -10,6 +10,7 @@ module itself imports nothing beyond the standard library.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,17 @@ EXIT_CODES = {
 }
 EXIT_NOT_WRITTEN = 3
 EXIT_FAILED = 4
+
+
+def draw_line(fig_id: str, code: int) -> str:
+    """The line ``figures/draw.py`` prints after each figure; :func:`drawn_codes` reads them back."""
+    return f"draw: {fig_id} exit {code}"
+
+
+def drawn_codes(output: str) -> dict[str, int]:
+    """Figure id -> exit code, from the :func:`draw_line` lines of ``figures/draw.py``'s output."""
+    return {m[1]: int(m[2]) for m in re.finditer(r"^draw: (\S+) exit (\d+)$", output, flags=re.M)}
+
 
 #: the figure scripts live beside the package in the source tree (``figures/``), not inside it
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "figures"
@@ -46,9 +58,6 @@ class Figure:
     def script(self) -> str:
         """Its module ``figures/<id>.py`` (``main(argv)``), relative to the repository root."""
         return f"figures/{self.id}.py"
-
-    def script_path(self, scripts_dir: str | Path | None = None) -> Path:
-        return Path(scripts_dir or SCRIPTS_DIR) / f"{self.id}.py"
 
     def outputs(self, folder: str | Path = "") -> list[str]:
         """The files it writes into ``folder``: PNG and PDF for a figure, CSV and Markdown for a table."""

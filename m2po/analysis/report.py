@@ -7,13 +7,12 @@ the data, the run inventory. ``report.html`` embeds the figures, so it survives 
 
 The figures of :mod:`m2po.analysis.figure_list` are (re)drawn, all in one process, by ``figures/draw.py``,
 the program the Snakefile's figures job runs, unless ``figures`` is False; a figure that cannot be drawn is
-reported as missing, never fatal.
+reported as missing, never fatal. Table 1 (``table1.csv``/``.md``) the report builds and writes itself.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from .aggregate import order_models
 from .benchmarks import stage_table1, write_benchmark_table
 from .cells import Cells
 from .claims import Rules, claims_frame, judge_claims
-from .figure_list import EXIT_CODES, EXIT_FAILED, FIGURES, PLOTS, SCRIPTS_DIR
+from .figure_list import EXIT_CODES, EXIT_FAILED, FIGURES, PLOTS, SCRIPTS_DIR, drawn_codes
 from .findings import SENTENCES
 from .html import to_html
 from .paper import paper_values
@@ -60,7 +59,7 @@ def draw_figures(names: list[str], argv: list[str], figures_src: str | Path | No
     (:data:`~m2po.analysis.figure_list.EXIT_CODES`; missing: not reached, after an output could not be written)."""
     draw = Path(figures_src or SCRIPTS_DIR) / "draw.py"
     res = subprocess.run([sys.executable, str(draw), *names, *argv], capture_output=True, text=True)
-    codes = {m[1]: int(m[2]) for m in re.finditer(r"^draw: (\S+) exit (\d+)$", res.stdout, flags=re.M)}
+    codes = drawn_codes(res.stdout)
     if res.returncode and not codes:  # the program itself failed (not one figure): none was drawn
         log.warning("figures/draw.py exited %d: %s", res.returncode, res.stderr.strip()[-300:])
         return dict.fromkeys(names, EXIT_FAILED)
@@ -140,7 +139,9 @@ def build_report(
     tables = load_runs(runs, warn=False)
     models, stale = check_selection(tables, runs, models, seeds, stale)
     check_writable(root, "make it writable, or copy the results tree somewhere writable")
-    codes = make_figures(runs, fig_dir, stale, models, seeds, figures_src) if figures and models else {}
+    # the plots only: Table 1 is built below anyway (the report prints it), and written once, from there
+    plots = [f.id for f in PLOTS]
+    codes = make_figures(runs, fig_dir, stale, models, seeds, figures_src, plots) if figures and models else {}
     cells = Cells(tables, seeds)
     t1 = build_table1(tables, stale, models, seeds)
     bench, stage = stage_table1(tables, table1_cells(stale), LABELS, models=models, seeds=seeds)

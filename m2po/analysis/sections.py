@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from .aggregate import order_models
-from .claims import FAILS, HOLDS, Rules, Verdict
+from .claims import FAILS, HOLDS, INCONCLUSIVE, Rules, Verdict
 
 #: (anchor, title) of the report's sections, in order
 SECTIONS = (
@@ -132,7 +132,7 @@ def power_markdown(power: pd.DataFrame) -> str:
             mde = f"{_pts(r.mde, signed=False)} pts"
             interval = f"{_pts(r.lo)} to {_pts(r.hi)} pts"
             ruled = f"< {_pts(r.lo)} and > {_pts(r.hi)} pts" if math.isfinite(r.lo) else ""
-        ruled = ruled if r.verdict == "inconclusive" else ""
+        ruled = ruled if r.verdict == INCONCLUSIVE else ""
         rows.append([r.part, r.model, r.statistic, r.verdict, mde, interval, ruled])
     header = ["Part", "Model", "Statistic", "Verdict", "Minimal detectable effect (2·se)", "Interval (d ± 2·se)"]
     lines = markdown_table([*header, "An inconclusive part rules out d"], rows)

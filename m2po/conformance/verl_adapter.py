@@ -117,13 +117,15 @@ class VerlAdapter(Adapter):
             old_log_prob=old, log_prob=call.log_prob, advantages=call.advantages, response_mask=call.response_mask,
             loss_agg_mode=call.loss_agg_mode, config=cfg, rollout_is_weights=self._rollout_is_weights(call, old),
         )  # fmt: skip
-        if self.ours and self.info.batch_mask is not None and call.scope == "minibatch":
-            from m2po.verl_plugin.adapter import keep_mask_context
+        from m2po.verl_plugin.adapter import keep_mask_context, minibatch_tau
+
+        tau = minibatch_tau(cfg)  # what the worker precomputes before each mini-batch (m2po.verl_plugin.workers)
+        if tau is not None:
             from m2po.verl_plugin.mask import distributed_m2po_mask
 
             mb = call.minibatch
             keep = distributed_m2po_mask(
-                mb["log_prob"], mb["old_log_prob"], mb["advantages"], mb["response_mask"], tau=call.params["tau"]
+                mb["log_prob"], mb["old_log_prob"], mb["advantages"], mb["response_mask"], tau=tau
             )
             with keep_mask_context(keep[call.rows[0] : call.rows[1]]):
                 return self.fn(**kwargs)

@@ -108,13 +108,10 @@ def token_sample(
     idx = mask.nonzero().squeeze(-1)
     g = torch.Generator().manual_seed(seed * 7_919 + update)
     pick = idx[torch.randperm(idx.numel(), generator=g)[:size]].sort().values
-    ratio = torch.exp(log_prob.reshape(-1) - behaviour_log_prob.reshape(-1))
-    return [
-        {
-            "update": update,
-            "ratio": float(ratio[i]),
-            "entropy": float(entropy.reshape(-1)[i]),
-            "advantage": float(advantages.reshape(-1)[i]),
-        }
-        for i in pick.tolist()
-    ]
+
+    def picked(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(-1)[pick]
+
+    ratio = torch.exp(picked(log_prob) - picked(behaviour_log_prob))  # of the picked tokens only
+    columns = zip(ratio.tolist(), picked(entropy).tolist(), picked(advantages).tolist(), strict=True)
+    return [{"update": update, "ratio": r, "entropy": e, "advantage": a} for r, e, a in columns]

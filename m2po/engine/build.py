@@ -17,20 +17,15 @@ from .model import MODEL_SIZES, TinyTransformer
 from .policy import TinyPolicy
 from .run_setup import RunSetup
 from .sft import load_checkpoint, load_warm_start, sft_preset, warm_start
-from .task import generate_problems, reward_function
+from .task import arithmetic_run_data
 from .train_config import TrainConfig
 
 
 def build_tiny_run(cfg: TrainConfig) -> RunSetup:
     """The tiny transformer (warm-started or seeded random init) on the arithmetic task of ``cfg.task``."""
     task = cfg.task.arithmetic_task()
-    train, test = generate_problems(task)
-    manifest: dict[str, Any] = {
-        "engine": "tiny",
-        "task": dataclasses.asdict(task),
-        "data": {"source": "tiny_arith", "is_fallback": False},
-        "device": "cpu",
-    }
+    train, test, reward, entries = arithmetic_run_data(task)
+    manifest: dict[str, Any] = {"engine": "tiny", **entries, "device": "cpu"}
     if cfg.warm_start.enabled:
         sft = sft_preset(cfg.model.size, task)
         overrides = {
@@ -47,7 +42,7 @@ def build_tiny_run(cfg: TrainConfig) -> RunSetup:
         model = TinyTransformer(MODEL_SIZES[cfg.model.size])
     model.train()
     manifest["model"] = {"kind": "tiny", "size": cfg.model.size, "parameters": model.num_parameters()}
-    return RunSetup(TinyPolicy(model), train, test, reward_function(task), "tiny_arith", manifest)
+    return RunSetup(TinyPolicy(model), train, test, reward, "tiny_arith", manifest)
 
 
 #: ``model.kind`` -> the builder of its run.

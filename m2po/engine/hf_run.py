@@ -11,7 +11,6 @@ engine or the evaluation.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..grader import math_reward
 from .hf_model import load_hf_model
 from .hf_policy import HFPolicy
 from .run_setup import RunSetup
-from .task import generate_problems
+from .task import arithmetic_run_data
 from .task import reward as exact_reward
 from .train_config import TrainConfig
 
@@ -117,11 +116,8 @@ def build_hf_run(cfg: TrainConfig) -> RunSetup:
         benchmark = "+".join(eval_sources)
         manifest["data"] = data_info
     else:
-        task = cfg.task.arithmetic_task()
-        train, evals = generate_problems(task)
-        reward = exact_reward
+        train, evals, reward, entries = arithmetic_run_data(cfg.task.arithmetic_task())
         benchmark = "tiny_arith"
-        manifest["task"] = dataclasses.asdict(task)
-        manifest["data"] = {"source": "tiny_arith", "is_fallback": False}
+        manifest.update(entries)
     manifest["reward"] = getattr(reward, "__module__", "") + "." + getattr(reward, "__name__", "reward")
     return RunSetup(HFPolicy(model, tokenizer), train, evals, reward, benchmark, manifest)

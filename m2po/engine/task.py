@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from ..grader import final_answer
@@ -174,6 +174,16 @@ def worked_reward(response_text: str, answer: str) -> float:
 def reward_function(config: ArithmeticTask) -> Callable[[str, str], float]:
     """The verifiable reward of the task's response format."""
     return worked_reward if config.response_format == "worked" else reward
+
+
+def arithmetic_run_data(
+    config: ArithmeticTask,
+) -> tuple[list[dict[str, str]], list[dict[str, str]], Callable[[str, str], float], dict[str, Any]]:
+    """``(train, test, reward, manifest entries)`` of a run on this task, whichever engine trains it: the
+    problems, the reward of the response format and the run manifest's ``task`` and ``data`` entries."""
+    train, test = generate_problems(config)
+    entries = {"task": asdict(config), "data": {"source": "tiny_arith", "is_fallback": False}}
+    return train, test, reward_function(config), entries
 
 
 def max_response_tokens(config: ArithmeticTask) -> int:

@@ -9,7 +9,6 @@ batch, learning rate, number of updates) is chosen for a CPU.
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import torch
 
 from ..config import ConfigError, coerce_kwargs, option
 from ..losses import available_losses, get_policy_loss, loss_info
+from ..losses.registry import PROXIMAL_PARAM
 from .task import ArithmeticTask
 
 
@@ -140,26 +140,15 @@ class RolloutSection:
             raise ConfigError("temperature", "must be > 0 (use 1.0, the paper's value)")
 
 
-def _tensor_params(name: str) -> set[str]:
-    """Parameters of a loss that take per-token tensors: the training loop fills them, not a config."""
-    sig = inspect.signature(loss_info(name).objective)
-    return {k for k, p in sig.parameters.items() if "Tensor" in str(p.annotation)}
-
-
-def config_params(name: str) -> set[str]:
-    """The parameters of loss ``name`` a config may set (its scalar keyword parameters)."""
-    return set(loss_info(name).defaults) - _tensor_params(name)
-
-
 def check_loss_params(name: str, params: dict[str, Any]) -> None:
     """Let the loss itself judge ``params`` on a two-token batch, so a bad value (``tau: -1``) fails at
     config time with the loss's own message, before any run folder exists."""
-    lp = torch.zeros(1, 2)
-    tensors = {k: lp for k in _tensor_params(name) if k in ("proximal_log_prob",)}
+    info, lp = loss_info(name), torch.zeros(1, 2)
+    tensors = {PROXIMAL_PARAM: lp} if info.takes_proximal else {}
     try:
         get_policy_loss(name)(lp, lp, torch.ones(1, 2), torch.ones(1, 2, dtype=torch.bool), **tensors, **params)
     except (TypeError, ValueError) as e:
-        defaults = {k: v for k, v in loss_info(name).defaults.items() if k in config_params(name)}
+        defaults = {k: v for k, v in info.defaults.items() if k in info.config_params}
         raise ConfigError("loss_params", str(e), hint=f"the defaults of {name!r}: {defaults}") from None
 
 
@@ -184,7 +173,7 @@ class AlgoSection:
     def validate(self) -> None:
         if self.loss not in available_losses():
             raise ConfigError("loss", f"unknown loss {self.loss!r}; available: {available_losses()}")
-        accepted = config_params(self.loss)
+        accepted = loss_info(self.loss).config_params
         for key in self.loss_params:
             if key not in accepted:
                 raise ConfigError(

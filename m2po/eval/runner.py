@@ -85,6 +85,9 @@ class Evaluation:
         if cfg.memo_dir is not None and cfg.extraction in STRING_EXTRACTION:
             self.memo = VerdictMemo(cfg.memo_dir, {**self.grader, "soft_timeout_s": soft_timeout_for(cfg.timeout_s)})
         self.counts: dict[str, dict[str, int]] = {}
+        #: after ``run()``: the graded sample records and the pass@k curves, by benchmark
+        self.records: dict[str, list[dict[str, Any]]] = {}
+        self.curves: dict[str, dict[int, float]] = {}
         #: wall seconds per benchmark spent generating (model load included) and grading (pool start-up included)
         self.seconds: dict[str, dict[str, float]] = {}
 
@@ -177,6 +180,7 @@ class Evaluation:
             if self.memo is not None:
                 self.memo.close()
         rows, curves = summaries_from_records(records, ks, self.spec, cfg.update, cfg.n_boot, self.seed)
+        self.records, self.curves = records, curves  # what the pipeline's stage tabulates (m2po.eval.stage)
         write_tables(out, rows, curves, self.spec, title=f"{self.model_id} ({cfg.backend})")
         self._write_run_json(out, rows, ks)
         return rows

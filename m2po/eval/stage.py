@@ -31,15 +31,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_write_text
 from .metrics import group_by_problem
-from .report import load_sample_records, summaries_from_records, to_csv
-from .suites import load_suites
+from .report import to_csv
+
+if TYPE_CHECKING:  # the runner imports the backends: loaded only when a checkpoint is evaluated
+    from .runner import Evaluation
 
 #: one row per (checkpoint update, benchmark); accuracies are fractions in [0, 1]
 BENCHMARK_COLUMNS = [
@@ -211,8 +213,7 @@ def evaluate_checkpoint(run: Path, ckpt: Checkpoint, make_config: Any, merge_dir
     cfg = make_config(str(model), out, ckpt.update)
     cfg.model_id = cfg.model_id or f"{run.name}@{ckpt.name}"
     evaluation = Evaluation(cfg)
-    evaluation.run()
-    rows = checkpoint_rows(out, ckpt, run)
+    rows = checkpoint_rows(evaluation, evaluation.run(), ckpt, run)
     atomic_write_text(out / BENCHMARKS_CSV, to_csv(rows, BENCHMARK_COLUMNS))
     atomic_write_text(stamp, json.dumps({"settings": settings, "counts": evaluation.counts}, indent=1) + "\n")
     if merged is not None:
@@ -220,17 +221,12 @@ def evaluate_checkpoint(run: Path, ckpt: Checkpoint, make_config: Any, merge_dir
     return rows
 
 
-def checkpoint_rows(out: Path, ckpt: Checkpoint, run: Path) -> list[dict[str, Any]]:
-    """The :data:`BENCHMARK_COLUMNS` rows of a finished evaluation folder (from its samples and run.json)."""
-    info = json.loads((out / "run.json").read_text())
-    spec = load_suites(info["config"].get("suites_path"))
-    records = load_sample_records(out)
-    records = {b: records[b] for b in info["k"] if b in records}
-    seed = info["sampling"]["seed"]  # the bootstrap of the evaluation's own summary.csv: the same interval
-    rows, curves = summaries_from_records(records, info["k"], spec, ckpt.update, info["config"]["n_boot"], seed)
-    sampling, grading = info["sampling"], info["grading"]
+def checkpoint_rows(evaluation: Evaluation, summary: list[dict[str, Any]], ckpt: Checkpoint, run: Path) -> list[dict]:
+    """The :data:`BENCHMARK_COLUMNS` rows of a finished :class:`~m2po.eval.runner.Evaluation` of ``ckpt``: its
+    ``summary`` rows (the ones in its summary.csv) with the s.e. over problems, pass@k and the protocol."""
+    params, grading, records = evaluation.params, evaluation.grader, evaluation.records
     out_rows = []
-    for row in rows:
+    for row in summary:
         b = row["benchmark"]
         if b not in records:
             continue  # the paper_avg8 row: derived by the analysis, not stored
@@ -241,15 +237,15 @@ def checkpoint_rows(out: Path, ckpt: Checkpoint, run: Path) -> list[dict[str, An
             {
                 **{c: row[c] for c in ("update", "benchmark", "k", "avg_at_k", "ci_low", "ci_high", "n_problems")},
                 "se": se,
-                "pass_at_k": curves[b].get(k, math.nan),
+                "pass_at_k": evaluation.curves[b].get(k, math.nan),
                 **{c: row[c] for c in ("n_samples", "n_no_answer", "n_timeouts", "n_errors")},
                 "grader": grading["grader"],
                 "grader_version": grading["grader_version"],
                 "extraction": grading["extraction"],
-                "backend": info["config"]["backend"],
-                "temperature": sampling["temperature"],
-                "top_p": sampling["top_p"],
-                "max_new_tokens": sampling["max_new_tokens"],
+                "backend": evaluation.cfg.backend,
+                "temperature": params.temperature,
+                "top_p": params.top_p,
+                "max_new_tokens": params.max_new_tokens,
                 "checkpoint": str(ckpt.path.relative_to(run)) if ckpt.path.is_relative_to(run) else str(ckpt.path),
             }
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -69,6 +70,12 @@ class LossInfo:
     trainer_clip_ratio: bool = False
 
     @property
+    def config_params(self) -> frozenset[str]:
+        """The parameters a config may set (its scalar keyword parameters): not the per-token tensors a trainer
+        fills (:data:`TENSOR_PARAMS`, the batch mask's ``keep_mask``)."""
+        return frozenset(self.defaults) - {KEEP_MASK_PARAM, *TENSOR_PARAMS}
+
+    @property
     def takes_proximal(self) -> bool:
         """The loss needs the proximal policy's log-probs (``proximal_log_prob``), e.g. decoupled PPO."""
         return PROXIMAL_PARAM in self.defaults
@@ -85,9 +92,14 @@ class LossInfo:
         ``params`` (the registered defaults where absent)."""
         if self.batch_mask is None:
             raise ValueError(f"policy loss {self.name!r} has no batch-level mask")
-        accepted = inspect.signature(self.batch_mask).parameters
-        kwargs = {k: params.get(k, self.defaults[k]) for k in accepted if k in self.defaults}
+        kwargs = {k: params.get(k, self.defaults[k]) for k in self._batch_mask_params}
         return self.batch_mask(log_prob, old_log_prob, advantages, response_mask, **kwargs)
+
+    @cached_property
+    def _batch_mask_params(self) -> tuple[str, ...]:
+        """The loss parameters :attr:`batch_mask` takes (read from its signature once, not every update)."""
+        accepted = inspect.signature(self.batch_mask).parameters if self.batch_mask is not None else {}
+        return tuple(k for k in accepted if k in self.defaults)
 
 
 _INFO: dict[str, LossInfo] = {}

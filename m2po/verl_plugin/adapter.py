@@ -36,11 +36,11 @@ from typing import Any
 
 import torch
 
-from m2po.losses import LOG_RATIO_CLAMP, METRIC_NAMES, get_policy_loss, loss_info
+from m2po.losses import LOG_RATIO_CLAMP, METRIC_NAMES, get_policy_loss, loss_info, m2po_mask
 from m2po.losses.common import SUM_METRICS
 from m2po.losses.registry import KEEP_MASK_PARAM, PROXIMAL_PARAM
 
-from .config import policy_loss_settings
+from .config import policy_loss_settings, registry_name
 
 __all__ = [
     "KEEP_MASK_KEY",
@@ -52,6 +52,7 @@ __all__ = [
     "global_denominators",
     "keep_mask_context",
     "make_verl_policy_loss",
+    "minibatch_tau",
     "resolve_loss_params",
     "verl_metrics",
 ]
@@ -103,6 +104,25 @@ def resolve_loss_params(name: str, config: Any) -> dict[str, Any]:
             params[floor] = settings[floor]
     params.update(settings["loss_params"])
     return params
+
+
+def minibatch_tau(actor_config: Any) -> float | None:
+    """τ when the actor trains a loss with a batch-level mask (``m2po``) with ``mask_scope=minibatch``; else
+    None (nothing to precompute). The loss's own τ (``policy_loss.tau``, overridden by ``loss_params``), so that
+    the mask and the loss agree."""
+    if actor_config is None:
+        return None
+    policy_loss = actor_config.get("policy_loss", None)
+    name = registry_name(policy_loss.get("loss_mode", "vanilla") if policy_loss is not None else "vanilla")
+    settings = policy_loss_settings(policy_loss)
+    if name is None or loss_info(name).batch_mask is None or settings["mask_scope"] != "minibatch":
+        return None
+    if loss_info(name).batch_mask is not m2po_mask:
+        raise NotImplementedError(
+            f"mask_scope=minibatch: the worker computes Algorithm 1's mask across ranks (distributed_m2po_mask), "
+            f"not {name!r}'s batch mask; use mask_scope=microbatch"
+        )
+    return float(resolve_loss_params(name, actor_config)[loss_info(name).tau_param])
 
 
 def resolve_agg_mode(name: str, config: Any, loss_agg_mode: str) -> str:

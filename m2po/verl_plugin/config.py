@@ -23,7 +23,6 @@ from verl.workers.config import PolicyLossConfig
 from m2po.config import ConfigError, coerce_kwargs
 from m2po.loss_names import PAPER_TAU
 from m2po.losses import available_losses, loss_info
-from m2po.losses.registry import KEEP_MASK_PARAM, TENSOR_PARAMS
 
 __all__ = [
     "MASK_SCOPES",
@@ -40,8 +39,6 @@ MASK_SCOPES = ("microbatch", "minibatch")
 _KEY = "actor_rollout_ref.actor.policy_loss"
 #: verl's aggregation modes (verl.trainer.ppo.core_algos.agg_loss)
 VERL_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
-#: tensor inputs the adapter fills itself; never settable from a config
-_TENSOR_PARAMS = {KEEP_MASK_PARAM, *TENSOR_PARAMS}
 #: the namespaced alias under which every loss of ours is also registered in verl (``m2po.<name>``)
 ALIAS_PREFIX = "m2po."
 
@@ -108,7 +105,7 @@ class M2POPolicyLossConfig(PolicyLossConfig):
                 raise ConfigError(f"{_KEY}.{name}", f"must be null or >= 0, got {value!r}")
         name = registry_name(self.loss_mode)
         if name is not None:
-            accepted = set(loss_info(name).defaults) - _TENSOR_PARAMS
+            accepted = loss_info(name).config_params
             unknown = set(self.loss_params) - accepted
             if unknown:
                 raise ConfigError(
@@ -126,7 +123,7 @@ class M2POPolicyLossConfig(PolicyLossConfig):
 _OUR_DEFAULTS = {
     f.name: f.default
     for f in fields(M2POPolicyLossConfig)
-    if f.name in ("tau", "mask_scope", "floor_low", "floor_high", "dual_clip", "loss_agg_mode")
+    if f.name not in {g.name for g in fields(PolicyLossConfig)} and f.name != "loss_params"  # a dict, read apart
 }
 
 

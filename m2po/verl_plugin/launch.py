@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from m2po.loss_names import PAPER_TAU, TAU_LOSSES
-from m2po.pipeline import RunSpec, expand_grid, parse_run_id
+from m2po.pipeline import RunSpec, expand_grid, model_layout, parse_run_id
 
 from .launch_common import METRICS_ENV, LaunchError, run_env, run_in_dir
 from .launch_common import absolute as _local
@@ -67,29 +67,19 @@ ROLLOUT_N = 8
 UPDATES_PER_STEP = TRAIN_BATCH // MINI_BATCH
 
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "workflow" / "verl_hydra" / "m2po_model"
-
-
 @dataclass(frozen=True)
 class ModelSpec:
     """Default GPU layout of a model (``nodes`` × ``gpus_per_node``): its group file's ``trainer.nnodes`` /
     ``trainer.n_gpus_per_node`` (workflow/verl_hydra/m2po_model/<key>.yaml, which also sets its weights, context
-    lengths and memory settings), else 1 × 8."""
+    lengths and memory settings; :func:`m2po.pipeline.model_layout`), else 1 × 8."""
 
     nodes: int = 1
     gpus_per_node: int = 8
 
-    @classmethod
-    def from_group_file(cls, path: Path) -> ModelSpec:
-        import yaml
-
-        trainer = (yaml.safe_load(path.read_text()) or {}).get("trainer", {}) or {}
-        return cls(int(trainer.get("nnodes", 1)), int(trainer.get("n_gpus_per_node", 8)))
-
 
 #: the paper's six models (App. B), with the layout of their group files
 MODELS: dict[str, ModelSpec] = {
-    key: ModelSpec.from_group_file(MODEL_DIR / f"{key}.yaml")
+    key: ModelSpec(*model_layout(key))
     for key in (
         "qwen2.5-math-7b",
         "llama-3.2-3b-instruct",

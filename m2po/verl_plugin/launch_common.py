@@ -57,15 +57,8 @@ def rotate_metrics(out_dir: str | Path) -> Path | None:
 
 
 class LaunchError(UserError, ValueError):
-    """Bad launcher input: ``what`` went wrong, at ``key`` (a flag or override), and how to ``fix`` it;
+    """Bad launcher input: ``what`` went wrong, ``where`` (the flag or override), and how to ``fix`` it;
     printed as ``m2po launch: error: <what>, <key>, <fix>`` like every other subcommand's error."""
-
-    def __init__(self, what: str, key: str, fix: str) -> None:
-        super().__init__(what, key, fix)
-        self.key = key
-
-    def __reduce__(self) -> tuple:
-        return LaunchError, (self.what, self.key, self.fix)
 
     def line(self, command: str = "launch") -> str:
         return super().line(command)

@@ -41,10 +41,7 @@ from verl.utils.device import get_device_id
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 from verl.workers.utils.padding import no_padding_2_padding
 
-from m2po.losses import loss_info, m2po_mask
-
-from .adapter import KEEP_MASK_KEY, SUM_PREFIX, M2POLossFn, exact_minibatch_metrics, resolve_loss_params
-from .config import policy_loss_settings, registry_name
+from .adapter import KEEP_MASK_KEY, SUM_PREFIX, M2POLossFn, exact_minibatch_metrics, minibatch_tau
 from .mask import distributed_m2po_mask
 
 __all__ = [
@@ -89,25 +86,6 @@ def current_lr(engine: Any) -> float | None:
     """The learning rate of the engine's optimizer (first parameter group), if it exposes one."""
     groups = getattr(getattr(engine, "optimizer", None), "param_groups", None)
     return float(groups[0]["lr"]) if groups else None
-
-
-def minibatch_tau(actor_config: Any) -> float | None:
-    """τ when the actor trains a loss with a batch-level mask (``m2po``) with ``mask_scope=minibatch``; else
-    None (nothing to precompute). The loss's own τ (``policy_loss.tau``, overridden by ``loss_params``), so that
-    the mask and the loss agree."""
-    if actor_config is None:
-        return None
-    policy_loss = actor_config.get("policy_loss", None)
-    name = registry_name(policy_loss.get("loss_mode", "vanilla") if policy_loss is not None else "vanilla")
-    settings = policy_loss_settings(policy_loss)
-    if name is None or loss_info(name).batch_mask is None or settings["mask_scope"] != "minibatch":
-        return None
-    if loss_info(name).batch_mask is not m2po_mask:
-        raise NotImplementedError(
-            f"mask_scope=minibatch: the worker computes Algorithm 1's mask across ranks (distributed_m2po_mask), "
-            f"not {name!r}'s batch mask; use mask_scope=microbatch"
-        )
-    return float(resolve_loss_params(name, actor_config)[loss_info(name).tau_param])
 
 
 class M2POTrainingWorker(TrainingWorker):

@@ -2,9 +2,7 @@
 # manifests, the model groups of the verl Hydra configs and the software environments of the rules.
 from pathlib import Path
 
-import yaml
-
-from m2po.pipeline import expand_grid, parse_run_id, train_overrides
+from m2po.pipeline import expand_grid, model_group, model_layout, parse_run_id, train_overrides
 
 RES = config["results"]
 RUNS = expand_grid(config)
@@ -17,22 +15,11 @@ MODELS = list(config["models"])
 CPU_ENV = "../envs/m2po-cpu.yaml"
 GPU_ENV = "../envs/m2po-gpu.yaml"
 
-# Rules run by the Snakemake process itself, never submitted to a cluster: the figures, the report and the
-# data build (minutes of CPU; the login node has the internet the hub downloads need); `benchmarks` (in
-# eval.smk) gathers an evaluated run's checkpoints.
-localrules:
-    all,
-    data,
-    report,
+# Rules run by the Snakemake process itself, never submitted to a cluster, say so with `localrule: True`: the
+# data build (minutes of CPU; the login node has the internet the hub downloads need), the figures, the report,
+# `all`, and `benchmarks` (in eval.smk), which gathers an evaluated run's checkpoints.
 
 
 wildcard_constraints:
     run_id=r"[^/]+",
-    fig=r"fig\d+[ab]?|table1",
 
-
-def model_group(model):
-    """The verl Hydra config group of a paper model: workflow/verl_hydra/m2po_model/<model>.yaml, parsed
-    (its GPU layout, weights and context lengths; the launcher reads the same file)."""
-    path = Path(workflow.main_snakefile).parent / "workflow" / "verl_hydra" / "m2po_model" / f"{model.lower()}.yaml"
-    return yaml.safe_load(path.read_text()) or {}

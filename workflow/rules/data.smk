@@ -21,6 +21,7 @@ rule data:
     benchmark:
         f"{RES}/benchmarks/data.tsv"
     threads: 1
+    localrule: True
     conda:
         CPU_ENV
     params:

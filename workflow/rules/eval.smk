@@ -3,6 +3,7 @@
 # which Table 1, the accuracy curves and the claims read. Between training (train.smk) and the figures.
 # Settings: the `eval:` section of workflow/config/<profile>.yaml (all optional).
 from m2po.eval.stage import planned_verl_steps
+from m2po.pipeline import TINY_EVAL_JOB_ARGS, eval_protocol_args
 
 EVAL = config.get("eval") or {}
 
@@ -13,12 +14,7 @@ wildcard_constraints:
 
 def eval_protocol():
     """The `m2po eval-run` options of the config's eval section (benchmarks, k, sampling)."""
-    default = ["tiny_arith"] if config["engine"] == "tiny" else ["paper"]
-    opts = ["--benchmarks " + " ".join(EVAL.get("benchmarks") or default)]
-    for key, flag in (("k", "--k"), ("temperature", "--temperature"), ("top_p", "--top-p")):
-        if EVAL.get(key) is not None:
-            opts.append(f"{flag} {EVAL[key]}")
-    return " ".join(opts)
+    return " ".join(eval_protocol_args(config))
 
 
 if config["engine"] == "tiny":
@@ -51,9 +47,10 @@ if config["engine"] == "tiny":
             params:
                 runs=" ".join(f"{RES}/runs/{r.run_id}" for r in _shard.runs),
                 protocol=eval_protocol(),
+                job=" ".join(TINY_EVAL_JOB_ARGS),
             shell:
                 "m2po eval-run --run {params.runs} --backend tiny --data {RES}/data {params.protocol} "
-                "--memo {RES}/cache/verdicts --workers 1 --batch-problems 250 --no-progress > {log} 2>&1"
+                "--memo {RES}/cache/verdicts {params.job} > {log} 2>&1"
 
 else:
 
@@ -69,7 +66,7 @@ else:
 
     def model_lengths(wc):
         """(prompt, response) lengths the model trained with: data.max_prompt_length / max_response_length of
-        its model group (model_group in common.smk; Qwen2.5-Math-7B: 1536 + 2560)."""
+        its model group (m2po.pipeline.model_group; Qwen2.5-Math-7B: 1536 + 2560)."""
         data = model_group(parse_run_id(wc.run_id).model).get("data") or {}
         return int(data.get("max_prompt_length", 1536)), int(data.get("max_response_length", 2560))
 

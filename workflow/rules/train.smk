@@ -76,13 +76,9 @@ if config["engine"] == "tiny":
 else:
 
     def verl_layout(wc):
-        """(nodes, GPUs per node) of a run: its model group's (model_group in common.smk; Qwen2.5-32B: 4 x 8),
+        """(nodes, GPUs per node) of a run: its model group's (m2po.pipeline.model_layout; Qwen2.5-32B: 4 x 8),
         unless the config sets nodes / gpus_per_node."""
-        trainer = model_group(parse_run_id(wc.run_id).model).get("trainer") or {}
-        return (
-            int(config.get("nodes") or trainer.get("nnodes", 1)),
-            int(config.get("gpus_per_node") or trainer.get("n_gpus_per_node", 8)),
-        )
+        return model_layout(parse_run_id(wc.run_id).model, config)
 
     rule train:
         input:
